@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine: `make course` runs the course, `make test` runs the tests.
+# Both create (or reuse) the virtual environment .venv and install the pinned packages from pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= auto
+# torch comes first, alone, so that a machine without a GPU gets the CPU build and not several GB of CUDA packages.
+TORCH_PIN := $(shell grep -oE '"torch==[0-9.]+"' pyproject.toml | tr -d '"')
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: course test install clean-runs
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+course: install
+	$(BIN)/python -m helpers.course run --profile $(PROFILE)
+
+test: install
+	COURSE_PROFILE=cpu-tiny COURSE_MIN_TESTS=20 $(BIN)/python -m pytest --nbmake -p no:cacheprovider
+
+clean-runs:
+	rm -rf runs/ artifacts/

@@ -1,0 +1,203 @@
+"""Profiles, paths and seeds: the one switch that sizes the course to the machine. Taught in 00_setup."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+RUNS_DIR = REPO_ROOT / "runs"  # git-ignored: executed notebooks and reports
+ARTIFACTS_DIR = REPO_ROOT / "artifacts"  # git-ignored: adapters, tables, plots passed between notebooks
+TINY_MODEL_DIR = DATA_DIR / "tiny-llama"
+TICKETS_DIR = DATA_DIR / "tickets"
+KB_DIR = DATA_DIR / "kb"
+
+PROFILE_ENV_VAR = "COURSE_PROFILE"
+SEED = 42
+
+
+class ProfileError(ValueError):
+    """A profile name or setting the course cannot use; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that differs between machines: sizes, steps, model id and dtypes, never the code path."""
+
+    name: str
+    model_id: str  # local path (cpu-tiny) or hub id (GPU profiles)
+    torch_dtype: str  # dtype of the non-quantized weights: "float32", "float16" or "bfloat16"
+    bnb_compute_dtype: str  # dtype of the 4-bit matmuls; float32 on CPU (bf16 there is ~20x slower)
+    load_in_4bit: bool
+    max_seq_length: int  # tokens per training example after the chat template
+    per_device_batch_size: int
+    gradient_accumulation_steps: int
+    max_steps: int
+    learning_rate: float
+    lora_r: int
+    lora_alpha: int
+    gradient_checkpointing: bool
+    optim: str  # transformers optimizer name
+    eval_limit: int  # held-out examples scored by the evaluation notebooks (0 = the whole split)
+    max_new_tokens: int  # generation cap for the JSON answers
+    description: str
+
+    @property
+    def device(self) -> str:
+        """``"cpu"`` for the CPU profile, else ``"cuda"``."""
+        return "cpu" if self.name == "cpu-tiny" else "cuda"
+
+    @property
+    def is_local_model(self) -> bool:
+        """True when ``model_id`` is a path shipped in the repo rather than a hub id."""
+        return self.name == "cpu-tiny"
+
+    def replace(self, **changes: object) -> "Profile":
+        """A copy with some fields changed (for exercises and sweeps)."""
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "cpu-tiny": Profile(
+        name="cpu-tiny",
+        model_id=str(TINY_MODEL_DIR),
+        torch_dtype="float32",
+        bnb_compute_dtype="float32",
+        load_in_4bit=True,
+        max_seq_length=384,
+        per_device_batch_size=8,
+        gradient_accumulation_steps=1,
+        max_steps=300,
+        learning_rate=2e-3,
+        lora_r=16,
+        lora_alpha=32,
+        gradient_checkpointing=False,
+        optim="adamw_torch",
+        eval_limit=100,
+        max_new_tokens=128,
+        description="the embedded tiny Llama in data/, offline, on any CPU in minutes",
+    ),
+    "t4": Profile(
+        name="t4",
+        model_id="Qwen/Qwen2.5-1.5B-Instruct",
+        torch_dtype="float16",
+        bnb_compute_dtype="float16",  # compute capability 7.5: no bf16
+        load_in_4bit=True,
+        max_seq_length=768,
+        per_device_batch_size=4,
+        gradient_accumulation_steps=4,
+        max_steps=200,
+        learning_rate=2e-4,
+        lora_r=16,
+        lora_alpha=32,
+        gradient_checkpointing=True,
+        optim="paged_adamw_8bit",
+        eval_limit=200,
+        max_new_tokens=160,
+        description="free Colab T4 (16 GB): a 1.5B instruct model in 4-bit, fp16 compute",
+    ),
+    "a100": Profile(
+        name="a100",
+        model_id="Qwen/Qwen2.5-7B-Instruct",
+        torch_dtype="bfloat16",
+        bnb_compute_dtype="bfloat16",
+        load_in_4bit=True,
+        max_seq_length=1024,
+        per_device_batch_size=8,
+        gradient_accumulation_steps=2,
+        max_steps=300,
+        learning_rate=2e-4,
+        lora_r=16,
+        lora_alpha=32,
+        gradient_checkpointing=True,
+        optim="paged_adamw_8bit",
+        eval_limit=0,
+        max_new_tokens=160,
+        description="rented A100 (40/80 GB): a 7B instruct model in 4-bit, bf16 compute",
+    ),
+    "h100": Profile(
+        name="h100",
+        model_id="Qwen/Qwen2.5-7B-Instruct",
+        torch_dtype="bfloat16",
+        bnb_compute_dtype="bfloat16",
+        load_in_4bit=True,
+        max_seq_length=1024,
+        per_device_batch_size=16,
+        gradient_accumulation_steps=1,
+        max_steps=300,
+        learning_rate=2e-4,
+        lora_r=16,
+        lora_alpha=32,
+        gradient_checkpointing=True,
+        optim="paged_adamw_8bit",
+        eval_limit=0,
+        max_new_tokens=160,
+        description="rented H100 (80 GB): a 7B instruct model in 4-bit, bf16 compute",
+    ),
+}
+
+
+def detect_profile() -> str:
+    """Pick a profile from the hardware: no CUDA -> cpu-tiny; compute capability < 8 -> t4; 8.x -> a100; 9+ -> h100."""
+    try:
+        import torch
+    except ImportError:  # the static test tier runs without torch
+        return "cpu-tiny"
+    if not torch.cuda.is_available():
+        return "cpu-tiny"
+    major, _minor = torch.cuda.get_device_capability(0)
+    # is_bf16_supported() can say yes on a T4 (emulated): decide on compute capability instead.
+    if major < 8:
+        return "t4"
+    return "a100" if major == 8 else "h100"
+
+
+def resolve_profile_name(name: str | None = "auto") -> str:
+    """The profile to use: an explicit name wins, then $COURSE_PROFILE, then hardware detection."""
+    chosen = (name or "auto").strip().lower()
+    if chosen == "auto":
+        chosen = os.environ.get(PROFILE_ENV_VAR, "").strip().lower() or detect_profile()
+    if chosen not in PROFILES:
+        known = ", ".join(sorted(PROFILES))
+        raise ProfileError(
+            f"unknown profile {chosen!r}: use one of {known} or 'auto' "
+            f"(set it in the notebook's parameters cell or with {PROFILE_ENV_VAR}=cpu-tiny)"
+        )
+    return chosen
+
+
+def get_profile(name: str | None = "auto") -> Profile:
+    """The :class:`Profile` for a name, ``"auto"`` or ``None`` (see :func:`resolve_profile_name`)."""
+    return PROFILES[resolve_profile_name(name)]
+
+
+def set_seed(seed: int = SEED) -> int:
+    """Seed Python, NumPy and torch (when installed) so a run repeats exactly."""
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+    return seed
+
+
+def artifacts_dir(profile: Profile | str, *parts: str) -> Path:
+    """A git-ignored folder under ``artifacts/<profile>/`` where notebooks hand results to later notebooks."""
+    name = profile.name if isinstance(profile, Profile) else str(profile)
+    path = ARTIFACTS_DIR.joinpath(name, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,227 @@
+"""Run the course's notebooks in order and write a one-page report. Taught in 00_setup.
+
+``python -m helpers.course run [--profile P] [--only NN ...]`` executes each notebook with the profile injected after
+its ``parameters`` cell, saves executed copies to ``runs/<timestamp>/``, and writes ``report.md`` and ``report.html``
+with each notebook's status, runtime, key metrics (from :func:`record`) and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from helpers.config import NOTEBOOKS_DIR, RUNS_DIR, ProfileError, resolve_profile_name
+
+METRICS_DIR_VAR, NOTEBOOK_VAR = "COURSE_METRICS_DIR", "COURSE_NOTEBOOK"
+
+
+def record(**metrics: Any) -> dict[str, Any]:
+    """Record a notebook's key numbers for the course report (and print them). Taught in 00_setup."""
+    folder = Path(os.environ.get(METRICS_DIR_VAR) or RUNS_DIR / "metrics")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{os.environ.get(NOTEBOOK_VAR, 'interactive')}.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    clean = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}
+    saved.update(clean)
+    path.write_text(json.dumps(saved, indent=2, default=str) + "\n")
+    for key, value in clean.items():
+        print(f"recorded {key} = {value}")
+    return saved
+
+
+@dataclass
+class NotebookResult:
+    """How one notebook went: status ``ok`` / ``failed`` / ``skipped``, runtime, failing cell, metrics, images."""
+
+    name: str
+    status: str = "skipped"
+    seconds: float = 0.0
+    failed_cell: int | None = None
+    error: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    images: list[str] = field(default_factory=list)
+
+
+def find_notebooks(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = None) -> list[Path]:
+    """The course notebooks ``NN_name.ipynb`` in order, optionally only those whose name starts with a prefix."""
+    notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        notebooks = [p for p in notebooks if any(p.name.startswith(prefix) for prefix in only)]
+        if not notebooks:
+            raise SystemExit(f"error: no notebook in {folder} starts with {', '.join(only)}")
+    return notebooks
+
+
+def inject_parameters(nb: Any, params: dict[str, Any]) -> Any:
+    """Add an ``injected-parameters`` cell right after the ``parameters`` cell (papermill's convention)."""
+    import nbformat
+
+    index = next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if index is None:
+        raise ValueError("the notebook has no cell tagged 'parameters'")
+    source = "# Parameters injected by helpers.course\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(index + 1, cell)
+    return nb
+
+
+def _images(nb: Any, out_dir: Path, stem: str, limit: int = 6) -> list[str]:
+    """Save the notebook's PNG outputs (its plots) as files; return their names (the last ``limit``)."""
+    found = [o["data"]["image/png"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+             if "image/png" in o.get("data", {})]
+    names = []
+    for i, data in enumerate(found[-limit:]):
+        name = f"{stem}_{i + 1}.png"
+        (out_dir / name).write_bytes(base64.b64decode(data))
+        names.append(name)
+    return names
+
+
+def _progress(name: str, total: int, started: float):
+    """Hook printing ``name: cell i/n, elapsed`` as cells finish (on one line in a terminal)."""
+    tty = sys.stdout.isatty()
+
+    def hook(cell: Any, cell_index: int, **_: Any) -> None:
+        line = f"  {name}: cell {cell_index + 1}/{total}, {time.time() - started:5.0f} s"
+        print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
+
+    return hook
+
+
+def run_notebook(path: Path, run_dir: Path, profile: str, timeout: int = 1800) -> NotebookResult:
+    """Execute one notebook with the profile injected; save the executed copy whatever happens."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    result = NotebookResult(name=path.stem)
+    nb = inject_parameters(nbformat.read(path, as_version=4), {"PROFILE": profile})
+    metrics_dir = run_dir / "metrics"
+    os.environ.update({METRICS_DIR_VAR: str(metrics_dir), NOTEBOOK_VAR: path.stem, "COURSE_PROFILE": profile})
+    if profile == "cpu-tiny":
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    started = time.time()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.on_cell_executed = _progress(path.stem, len(nb.cells), started)
+    try:
+        client.execute()
+        result.status = "ok"
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+        result.status = "failed"
+        failed = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))]
+        result.failed_cell = failed[0] if failed else None
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        result.error = f"{errors[0]['ename']}: {errors[0]['evalue']}" if errors else str(err).strip().splitlines()[-1]
+    finally:
+        result.seconds = round(time.time() - started, 1)
+        if sys.stdout.isatty():
+            print()
+        nbformat.write(nb, run_dir / path.name)
+        metrics_file = metrics_dir / f"{path.stem}.json"
+        result.metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        result.images = _images(nb, run_dir, path.stem)
+    return result
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def write_report(results: list[NotebookResult], run_dir: Path, profile: str) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` (images embedded) for a run."""
+    total = sum(r.seconds for r in results)
+    md = [f"# Course run {run_dir.name}", "", f"Profile `{profile}` · {len(results)} notebooks · "
+          f"{total / 60:.1f} min", "", "| notebook | status | runtime | key metrics |", "|---|---|---|---|"]
+    for r in results:
+        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in r.metrics.items())
+        status = r.status if r.status != "failed" else f"FAILED at cell {r.failed_cell}: {r.error}"
+        md.append(f"| {r.name} | {status} | {r.seconds:.0f} s | {metrics} |")
+    for r in results:
+        if r.images:
+            md += ["", f"## {r.name}", ""] + [f"![{name}]({name})" for name in r.images]
+    md_path = run_dir / "report.md"
+    md_path.write_text("\n".join(md) + "\n")
+
+    rows = "".join(
+        f"<tr class='{r.status}'><td>{html.escape(r.name)}</td><td>{html.escape(r.status)}"
+        + (f"<br>cell {r.failed_cell}: {html.escape(r.error)}" if r.status == "failed" else "")
+        + f"</td><td>{r.seconds:.0f} s</td><td>"
+        + "<br>".join(f"{html.escape(k)} = {html.escape(_fmt(v))}" for k, v in r.metrics.items()) + "</td></tr>"
+        for r in results)
+    figures = "".join(
+        f"<h2>{html.escape(r.name)}</h2>" + "".join(
+            f"<img src='data:image/png;base64,{base64.b64encode((run_dir / n).read_bytes()).decode()}'>"
+            for n in r.images) for r in results if r.images)
+    page = (f"<!doctype html><meta charset='utf-8'><title>Course run {run_dir.name}</title><style>"
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}tr.failed{background:#fdd}"
+            "img{max-width:48%;margin:4px}</style>"
+            f"<h1>Course run {run_dir.name}</h1><p>Profile <code>{profile}</code> · {len(results)} notebooks · "
+            f"{total / 60:.1f} min</p><table><tr><th>notebook</th><th>status</th><th>runtime</th>"
+            f"<th>key metrics</th></tr>{rows}</table>{figures}")
+    html_path = run_dir / "report.html"
+    html_path.write_text(page)
+    return md_path, html_path
+
+
+def run_course(profile: str = "auto", only: list[str] | None = None, keep_going: bool = False,
+               folder: Path = NOTEBOOKS_DIR, runs_dir: Path = RUNS_DIR, timeout: int = 1800) -> int:
+    """Run the notebooks in order; return 0 when all passed, 1 when one failed (named with its cell)."""
+    profile = resolve_profile_name(profile)
+    notebooks = find_notebooks(folder, only)
+    run_dir = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"course run -> {run_dir} (profile {profile}, {len(notebooks)} notebooks)", flush=True)
+    results: list[NotebookResult] = []
+    for i, path in enumerate(notebooks, 1):
+        print(f"[{i}/{len(notebooks)}] {path.name} ...", flush=True)
+        result = run_notebook(path, run_dir, profile, timeout)
+        results.append(result)
+        print(f"[{i}/{len(notebooks)}] {path.name}: {result.status} in {result.seconds:.0f} s", flush=True)
+        if result.status == "failed":
+            print(f"error: {path.name} failed at cell {result.failed_cell}: {result.error}\n"
+                  f"       executed copy: {run_dir / path.name}", flush=True)
+            if not keep_going:
+                break
+    results += [NotebookResult(name=p.stem) for p in notebooks[len(results):]]
+    md_path, html_path = write_report(results, run_dir, profile)
+    (run_dir / "report.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
+    print(f"report: {md_path}\n        {html_path}", flush=True)
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``run`` and ``list``."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute the notebooks in order and write a report")
+    run.add_argument("--profile", default="auto", help="cpu-tiny, t4, a100, h100 or auto (default)")
+    run.add_argument("--only", nargs="+", metavar="NN", help="run only notebooks starting with these prefixes")
+    run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
+    run.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    sub.add_parser("list", help="list the notebooks")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for path in find_notebooks():
+            print(path.name)
+        return 0
+    try:
+        return run_course(args.profile, args.only, args.keep_going, timeout=args.timeout)
+    except ProfileError as err:
+        print(f"error: {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

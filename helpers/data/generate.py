@@ -1,0 +1,424 @@
+"""Generate the course dataset: support tickets -> structured JSON, with provenance. Taught in 02_dataset.
+
+Every ticket is composed from independent parts (greeting, one or two issues, product and order mentions, urgency
+cue, extra context, sign-off) with typos, case and punctuation noise, so held-out tickets are new combinations rather
+than copies of a training template. The answer is derived from the same facts, so it is always correct.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GENERATOR = "helpers.data.generate/v1"
+DEFAULT_SEED = 20261121
+
+CATEGORIES = ("billing", "shipping", "returns", "technical", "account", "product_info")
+PRIORITIES = ("low", "medium", "high", "urgent")
+FIELDS = ("category", "product", "order_id", "priority", "summary")
+
+SYSTEM_PROMPT = (
+    "You turn customer support tickets into JSON with the keys category, product, order_id, priority, summary. "
+    "category is one of billing, shipping, returns, technical, account, product_info. "
+    "priority is one of low, medium, high, urgent. Use null when the ticket does not say."
+)
+
+TICKET_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Support ticket extraction",
+    "type": "object",
+    "additionalProperties": False,
+    "required": list(FIELDS),
+    "properties": {
+        "category": {"enum": list(CATEGORIES)},
+        "product": {"type": ["string", "null"]},
+        "order_id": {"type": ["string", "null"], "pattern": "^ORD-[0-9]{6}$"},
+        "priority": {"enum": list(PRIORITIES)},
+        "summary": {"type": "string", "minLength": 3, "maxLength": 120},
+    },
+}
+
+# Canonical product name -> how customers write it.
+PRODUCTS: dict[str, tuple[str, ...]] = {
+    "AeroBook 14": ("AeroBook 14", "Aerobook 14", "AeroBook laptop", "aerobook"),
+    "AeroBook Pro 16": ("AeroBook Pro 16", "AeroBook Pro", "aerobook pro 16"),
+    "PulseBuds": ("PulseBuds", "Pulse Buds", "pulsebuds earbuds", "PulseBuds earbuds"),
+    "PulseBuds Max": ("PulseBuds Max", "Pulsebuds Max headphones", "PulseBuds Max"),
+    "HomeHub Mini": ("HomeHub Mini", "Homehub mini speaker", "HomeHub Mini"),
+    "HomeHub Max": ("HomeHub Max", "HomeHub Max speaker", "homehub max"),
+    "Vista 27 Monitor": ("Vista 27 Monitor", "Vista 27", "vista 27 monitor", "Vista27"),
+    "TrackFit Band": ("TrackFit Band", "TrackFit", "trackfit band", "Trackfit fitness band"),
+    "SnapCam 4K": ("SnapCam 4K", "SnapCam", "snapcam 4k camera", "Snapcam 4K"),
+    "GlideMouse": ("GlideMouse", "Glide Mouse", "glidemouse"),
+    "KeyFlow Keyboard": ("KeyFlow Keyboard", "KeyFlow", "keyflow keyboard"),
+    "PowerCell 20K": ("PowerCell 20K", "PowerCell power bank", "powercell 20k"),
+    "Nimbus Cloud Plan": ("Nimbus Cloud Plan", "Nimbus Cloud subscription", "cloud plan", "Nimbus Cloud"),
+    "Nimbus Care+": ("Nimbus Care+", "Care+ warranty", "Nimbus Care plus", "Care+"),
+}
+
+# Issue templates per category: (family, ticket sentences, summary template). {p} = product, {o} = order mention.
+ISSUES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
+    "billing": [
+        ("double_charge", (
+            "I was charged twice for {o}.",
+            "My card shows two payments for {o}, please refund one of them.",
+            "You billed me two times for the same purchase ({o}).",
+            "there are 2 identical charges on my statement for {o}",
+        ), "Charged twice for {p_or_order}"),
+        ("wrong_amount", (
+            "The amount on my invoice for {o} is higher than the price at checkout.",
+            "I paid more than the listed price for the {p}.",
+            "Invoice for {o} shows the wrong total.",
+        ), "Billed the wrong amount for {p_or_order}"),
+        ("subscription_cancel_charge", (
+            "I cancelled my {p} last month but you still charged me.",
+            "Still getting billed for {p} after cancelling.",
+            "why was I charged for {p} again? I cancelled it",
+        ), "Charged after cancelling {p}"),
+        ("invoice_request", (
+            "Could you send me a VAT invoice for {o}?",
+            "I need a proper invoice for {o} for my company.",
+            "Please email me the receipt for the {p}.",
+        ), "Requests an invoice for {p_or_order}"),
+        ("payment_declined", (
+            "My payment keeps getting declined when I try to buy the {p}.",
+            "Checkout fails with 'payment declined' even though my card works elsewhere.",
+            "card declined at checkout for {p}",
+        ), "Payment declined at checkout for {p}"),
+    ],
+    "shipping": [
+        ("late_delivery", (
+            "My order {o} still hasn't arrived.",
+            "{o} was supposed to arrive last week and it is still not here.",
+            "Where is my package? {o} shows no update for 6 days.",
+            "tracking for {o} has not moved since monday",
+        ), "Order {order_or_p} has not arrived"),
+        ("wrong_address", (
+            "I entered the wrong shipping address for {o}, can you change it?",
+            "Please update the delivery address on {o} before it ships.",
+        ), "Needs the shipping address changed for {order_or_p}"),
+        ("damaged_in_transit", (
+            "The box for {o} arrived crushed and the {p} inside is dented.",
+            "My {p} arrived damaged, the packaging was torn open.",
+            "{p} came broken out of the box, courier clearly dropped it",
+        ), "{p} arrived damaged in transit"),
+        ("missing_item", (
+            "{o} arrived but the {p} was missing from the box.",
+            "I only received part of {o}; the {p} is not in the package.",
+        ), "{p} missing from delivered order"),
+        ("shipping_cost", (
+            "Why is shipping so expensive for the {p}?",
+            "Do you offer free shipping on {p}?",
+        ), "Question about shipping cost for {p}"),
+    ],
+    "returns": [
+        ("return_request", (
+            "I would like to return the {p} from {o}.",
+            "How do I send back the {p}? It doesn't suit me.",
+            "I want to return {o}, it is not what I expected.",
+            "can i return the {p} i bought, never used it",
+        ), "Wants to return {p_or_order}"),
+        ("refund_status", (
+            "I returned the {p} two weeks ago and still have no refund.",
+            "Where is my refund for {o}? You received the return already.",
+            "still waiting on my refund for {o}",
+        ), "Refund not received for {p_or_order}"),
+        ("exchange", (
+            "Can I exchange the {p} for a different colour?",
+            "I'd like to swap the {p} from {o} for the bigger model.",
+        ), "Wants to exchange {p}"),
+        ("return_label", (
+            "The return label for {o} doesn't work.",
+            "I never got the return label for the {p}.",
+        ), "Problem with the return label for {p_or_order}"),
+    ],
+    "technical": [
+        ("wont_turn_on", (
+            "My {p} won't turn on anymore.",
+            "The {p} is completely dead, no lights, nothing.",
+            "{p} does not power on even after charging overnight",
+        ), "{p} will not turn on"),
+        ("connectivity", (
+            "The {p} keeps disconnecting from Bluetooth.",
+            "My {p} can't connect to wifi after the update.",
+            "{p} drops the connection every few minutes",
+        ), "{p} keeps losing its connection"),
+        ("battery", (
+            "The battery on my {p} drains in a couple of hours.",
+            "{p} battery life is terrible since last week.",
+        ), "{p} battery drains quickly"),
+        ("firmware_update", (
+            "The firmware update failed on my {p} and now it is stuck.",
+            "{p} is stuck on the update screen.",
+        ), "{p} stuck after a failed firmware update"),
+        ("overheating", (
+            "My {p} gets really hot when I use it.",
+            "The {p} overheats and shuts down.",
+        ), "{p} overheats"),
+        ("app_crash", (
+            "The Nimbus app crashes every time I open the {p} settings.",
+            "The app won't sync with my {p}.",
+        ), "Nimbus app fails with {p}"),
+    ],
+    "account": [
+        ("password_reset", (
+            "I can't reset my password, the email never arrives.",
+            "The password reset link says it has expired.",
+            "locked out of my account, reset email not coming",
+        ), "Cannot reset account password"),
+        ("locked_account", (
+            "My account is locked after too many login attempts.",
+            "It says my account is suspended and I don't know why.",
+        ), "Account is locked"),
+        ("change_email", (
+            "How do I change the email address on my account?",
+            "I need to update the email on my Nimbus account.",
+        ), "Wants to change the account email"),
+        ("delete_account", (
+            "Please delete my account and all my data.",
+            "I want to close my Nimbus account.",
+        ), "Requests account deletion"),
+        ("two_factor", (
+            "I lost my phone and can't get the two-factor code.",
+            "2FA codes are not accepted when I log in.",
+        ), "Two-factor login not working"),
+    ],
+    "product_info": [
+        ("compatibility", (
+            "Is the {p} compatible with a Mac?",
+            "Does the {p} work with Android phones?",
+            "will the {p} work with my old laptop",
+        ), "Asks if {p} is compatible with their devices"),
+        ("specs", (
+            "What is the battery life of the {p}?",
+            "How much does the {p} weigh?",
+            "Is the {p} waterproof?",
+        ), "Asks about {p} specifications"),
+        ("availability", (
+            "When will the {p} be back in stock?",
+            "Is the {p} available in black?",
+        ), "Asks about {p} availability"),
+        ("warranty_question", (
+            "How long is the warranty on the {p}?",
+            "Does Nimbus Care+ cover accidental damage on the {p}?",
+        ), "Asks about warranty for {p}"),
+    ],
+}
+
+# Urgency cues decide the priority; tickets without a cue are "medium".
+PRIORITY_CUES: dict[str, tuple[str, ...]] = {
+    "urgent": (
+        "This is urgent, I need it fixed today.",
+        "URGENT - I need this resolved immediately.",
+        "Please treat this as an emergency, my business depends on it.",
+        "I need an answer right now, this is critical.",
+    ),
+    "high": (
+        "Please sort this out as soon as possible.",
+        "I need this resolved quickly.",
+        "This is really frustrating, please help asap.",
+        "Can you prioritise this? It's important.",
+    ),
+    "low": (
+        "No rush, whenever you get a chance.",
+        "Not urgent at all, just curious.",
+        "Take your time, it's not a big deal.",
+        "Low priority, just wanted to let you know.",
+    ),
+}
+
+GREETINGS = ("Hi,", "Hello,", "Hey there,", "Dear Nimbus support,", "Good morning,", "Hi team,", "", "", "Hello support,")
+OPENERS = ("", "", "I hope you can help.", "I have a problem.", "Writing about an issue.", "Quick question.",
+           "I've been a customer for years.", "First time contacting you.")
+CONTEXT = ("", "", "", "I already tried restarting it.", "I checked the FAQ but found nothing.",
+           "My friend had the same problem.", "I bought it as a gift.", "I use it every day for work.",
+           "I contacted you last week but got no reply.", "I'm travelling next week.")
+CLOSINGS = ("Thanks", "Thank you", "Regards", "Cheers", "Best", "Thanks in advance", "", "")
+NAMES = ("Maria", "John", "Aisha", "Chen", "Lukas", "Priya", "Tom", "Sofia", "Omar", "Emma", "Kenji", "Fatima",
+         "Lucas", "Olga", "Ravi", "Nina", "Diego", "Hannah", "Yusuf", "Grace")
+SURNAMES = ("Garcia", "Smith", "Khan", "Wei", "Muller", "Patel", "Brown", "Rossi", "Haddad", "Jones", "Tanaka",
+            "Nowak", "Silva", "Ivanova", "Kumar", "Berg")
+STREETS = ("Main Street", "Oak Avenue", "Station Road", "Elm Street", "High Street", "Park Lane", "Maple Drive")
+ORDER_FORMATS = ("order {id}", "order #{n}", "order number {id}", "order {n}", "my order ({id})", "ORD {n}",
+                 "order no. {n}")
+
+
+@dataclass
+class Ticket:
+    """One generated ticket: its text, the correct JSON answer and where it came from."""
+
+    text: str
+    answer: dict[str, Any]
+    family: str
+    group: str
+    variant: int = 0
+    pii: list[str] = field(default_factory=list)
+
+
+def _typo(rng: random.Random, text: str, rate: float) -> str:
+    """Swap, drop or double letters in a few words (never inside an order id or a product name)."""
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        if len(word) > 3 and word.isalpha() and word.islower() and rng.random() < rate:
+            j = rng.randrange(len(word) - 1)
+            kind = rng.random()
+            if kind < 0.4:
+                word = word[:j] + word[j + 1] + word[j] + word[j + 2:]
+            elif kind < 0.7:
+                word = word[:j] + word[j + 1:]
+            else:
+                word = word[:j] + word[j] + word[j:]
+            words[i] = word
+    return " ".join(words)
+
+
+def _order(rng: random.Random) -> tuple[str, str]:
+    """An order id (``ORD-123456``) and how this customer writes it."""
+    n = f"{rng.randrange(100000, 1000000)}"
+    oid = f"ORD-{n}"
+    return oid, rng.choice(ORDER_FORMATS).format(id=oid, n=n)
+
+
+def _pii(rng: random.Random, name: str, surname: str) -> tuple[str, list[str]]:
+    """Contact details some customers paste into tickets (for the PII-scrubbing lesson)."""
+    parts, kinds = [], []
+    if rng.random() < 0.12:
+        parts.append(f"You can reach me at {name.lower()}.{surname.lower()}{rng.randrange(10, 99)}@example.com.")
+        kinds.append("email")
+    if rng.random() < 0.08:
+        parts.append(f"My phone is +1 555 {rng.randrange(100, 999)} {rng.randrange(1000, 9999)}.")
+        kinds.append("phone")
+    if rng.random() < 0.05:
+        parts.append(f"Ship to {rng.randrange(1, 300)} {rng.choice(STREETS)}, Springfield.")
+        kinds.append("address")
+    if rng.random() < 0.03:
+        card = " ".join(f"{rng.randrange(1000, 10000)}" for _ in range(4))
+        parts.append(f"The card I used was {card}.")
+        kinds.append("card")
+    return " ".join(parts), kinds
+
+
+def _issue_text(
+    rng: random.Random, category: str, product: str | None, order: str | None
+) -> tuple[str, str, str, bool, bool]:
+    """(family, sentence, summary template, names the product?, names the order?) for one issue."""
+    # Without a product, only families that have a sentence naming no product can be used.
+    families = [t for t in ISSUES[category] if product or any("{p}" not in s for s in t[1])]
+    family, sentences, summary_t = rng.choice(families)
+    usable = [s for s in sentences if ("{o}" not in s or order) and ("{p}" not in s or product)]
+    if not usable:  # the family needs a mention we do not have: any sentence that names no product
+        usable = [s for s in sentences if "{p}" not in s or product]
+    sentence = rng.choice(usable)
+    used_p, used_o = "{p}" in sentence, "{o}" in sentence
+    alias = rng.choice(PRODUCTS[product]) if product else ""
+    sentence = sentence.replace("{p}", alias).replace("{o}", order or "my order")
+    return family, sentence, summary_t, used_p, used_o and order is not None
+
+
+def _summary(template: str, product: str | None, order_id: str | None) -> str:
+    p_or_order = product or order_id or "an order"
+    order_or_p = order_id or product or "order"
+    text = template.replace("{p_or_order}", p_or_order).replace("{order_or_p}", order_or_p)
+    return text.replace("{p}", product or "product")
+
+
+def make_ticket(rng: random.Random, index: int) -> Ticket:
+    """Compose one ticket and its answer from independent random parts."""
+    category = rng.choice(CATEGORIES)
+    uses_product = category in ("technical", "product_info") or (category != "account" and rng.random() < 0.8)
+    product = rng.choice(sorted(PRODUCTS)) if uses_product else None
+    has_order = category in ("billing", "shipping", "returns") and rng.random() < 0.75
+    order_id, order_text = _order(rng) if has_order else (None, None)
+
+    family, first, summary_t, used_p, used_o = _issue_text(rng, category, product, order_text)
+    sentences = [first]
+    multi = rng.random() < 0.12
+    if multi:  # a second, unrelated issue: the category stays the first one's, the summary mentions both
+        other = rng.choice([c for c in CATEGORIES if c != category and (product or c not in ("technical", "product_info"))])
+        _, second, _, used_p2, used_o2 = _issue_text(rng, other, product, order_text)
+        used_p, used_o = used_p or used_p2, used_o or used_o2
+        sentences.append(rng.choice(("Also,", "And another thing:", "Separately,", "On top of that,")) + " " +
+                         second[0].lower() + second[1:])
+    priority = rng.choices(PRIORITIES, weights=(0.2, 0.4, 0.25, 0.15))[0]
+    if priority != "medium":
+        sentences.append(rng.choice(PRIORITY_CUES[priority]))
+    name, surname = rng.choice(NAMES), rng.choice(SURNAMES)
+    context = rng.choice(CONTEXT)
+    pii_text, pii_kinds = _pii(rng, name, surname)
+    body = [rng.choice(GREETINGS), rng.choice(OPENERS), *sentences, context, pii_text]
+    closing = rng.choice(CLOSINGS)
+    if closing:
+        body.append(f"{closing}, {name}" if rng.random() < 0.6 else closing)
+    text = " ".join(part for part in body if part)
+    style = rng.random()
+    if style < 0.15:
+        text = text.lower()
+    elif style < 0.22:
+        text = text.replace(".", "").replace(",", "")
+    text = _typo(rng, text, rate=rng.choice((0.0, 0.0, 0.03, 0.08)))
+    # The answer holds only what the text says: an unmentioned product or order is null.
+    product = product if used_p else None
+    order_id = order_id if used_o else None
+    summary = _summary(summary_t, product, order_id)
+    if multi:
+        summary += " and a second issue"
+    answer = {"category": category, "product": product, "order_id": order_id, "priority": priority,
+              "summary": summary}
+    return Ticket(text=text, answer=answer, family=f"{category}/{family}", group=f"t{index:05d}", pii=pii_kinds)
+
+
+def to_row(ticket: Ticket, seed: int) -> dict[str, Any]:
+    """One chat-format row with the system prompt, the ticket, the JSON answer and its provenance."""
+    return {
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": ticket.text},
+            {"role": "assistant", "content": json.dumps(ticket.answer, ensure_ascii=False)},
+        ],
+        "metadata": {
+            "generator": GENERATOR, "family": ticket.family, "seed": seed, "group": ticket.group,
+            "variant": ticket.variant, "pii": ticket.pii, "synthetic": False,
+        },
+    }
+
+
+def generate_tickets(n: int = 1800, seed: int = DEFAULT_SEED, resubmit_rate: float = 0.04) -> list[dict[str, Any]]:
+    """``n`` chat rows; a few customers resubmit a ticket verbatim or lightly edited (planted duplicates)."""
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    index = 0
+    while len(rows) < n:
+        ticket = make_ticket(rng, index)
+        rows.append(to_row(ticket, seed))
+        if rng.random() < resubmit_rate and len(rows) < n:
+            again = Ticket(**{**ticket.__dict__, "variant": 1})
+            if rng.random() < 0.5:  # a light edit: a near-duplicate rather than an exact one
+                again.text = again.text + rng.choice((" Please reply.", " Any update?", " Thanks again."))
+            rows.append(to_row(again, seed))
+        index += 1
+    return rows
+
+
+def pretraining_texts(n: int = 4000, seed: int = 7) -> list[str]:
+    """Unlabelled ticket texts (a different seed from the dataset) for the tiny model's domain pretraining."""
+    rng = random.Random(seed)
+    return [make_ticket(rng, i).text for i in range(n)]
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Write rows as UTF-8 JSONL, one object per line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def write_schema(path: Path) -> Path:
+    """Write the JSON Schema of the answer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(TICKET_SCHEMA, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,180 @@
+"""Check the environment against the course's pins and the chosen profile, with a fix for every problem. Taught in 00_setup."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+import re
+import sys
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from helpers.config import REPO_ROOT, Profile
+
+PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")
+DIST_NAME = "finetune-course"
+
+
+class EnvironmentProblem(RuntimeError):
+    """The environment cannot run the chosen profile; the message lists each problem and its fix."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the environment check: ``level`` is ``ok``, ``warn`` or ``error``."""
+
+    level: str
+    what: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        mark = {"ok": "ok  ", "warn": "WARN", "error": "FAIL"}[self.level]
+        return f"[{mark}] {self.what}" + (f"  -> fix: {self.fix}" if self.fix else "")
+
+
+def pinned_versions() -> dict[str, str]:
+    """Exact pins ``name -> version`` from pyproject.toml (the one source of truth), or the installed metadata."""
+    pyproject = REPO_ROOT / "pyproject.toml"
+    if pyproject.is_file():
+        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    else:
+        deps = md.requires(DIST_NAME) or []
+    pins = {}
+    for dep in deps:
+        match = re.match(r"^\s*([A-Za-z0-9_.\-\[\]]+?)\s*==\s*([^;\s]+)", dep)
+        if match:
+            pins[re.sub(r"\[.*\]", "", match.group(1)).lower().replace("_", "-")] = match.group(2)
+    return pins
+
+
+def installed_version(package: str) -> str | None:
+    """The installed version of a distribution, or None."""
+    try:
+        return md.version(package)
+    except md.PackageNotFoundError:
+        return None
+
+
+def gpu_info() -> dict[str, Any]:
+    """CUDA availability, device name, compute capability and memory (GiB); empty values without a GPU."""
+    try:
+        import torch
+    except ImportError:
+        return {"cuda": False, "cuda_version": None, "name": None, "capability": None, "memory_gib": None}
+    if not torch.cuda.is_available():
+        return {"cuda": False, "cuda_version": torch.version.cuda, "name": None, "capability": None, "memory_gib": None}
+    props = torch.cuda.get_device_properties(0)
+    return {"cuda": True, "cuda_version": torch.version.cuda, "name": props.name,
+            "capability": (props.major, props.minor), "memory_gib": round(props.total_memory / 2**30, 1)}
+
+
+def versions() -> dict[str, str | None]:
+    """Python and the course's key libraries, as installed."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    out.update({name: installed_version(name) for name in PACKAGES})
+    return out
+
+
+def version_findings(installed: dict[str, str | None], pins: dict[str, str]) -> list[Finding]:
+    """A finding per key package: missing, different from the pin, or as pinned."""
+    findings = []
+    for name in PACKAGES:
+        have, want = installed.get(name), pins.get(name)
+        if have is None:
+            findings.append(Finding("error", f"{name} is not installed", f"pip install '{name}=={want}'" if want else
+                                    f"pip install {name}"))
+        elif want and have.split("+")[0] != want:
+            fix = "fine on Colab, which keeps its own torch" if name == "torch" else f"pip install '{name}=={want}'"
+            findings.append(Finding("warn", f"{name} {have} differs from the tested pin {want}", fix))
+        else:
+            findings.append(Finding("ok", f"{name} {have}"))
+    return findings
+
+
+def hardware_findings(cfg: Profile, gpu: dict[str, Any]) -> list[Finding]:
+    """Does the machine suit the profile: a GPU for GPU profiles, bf16 only on compute capability >= 8, fp32 on CPU."""
+    findings = []
+    if cfg.device == "cuda" and not gpu["cuda"]:
+        findings.append(Finding("error", f"profile {cfg.name!r} needs a CUDA GPU and none is visible",
+                                "use PROFILE = 'cpu-tiny', or on Colab: Runtime > Change runtime type > T4 GPU"))
+    if gpu["cuda"] and "bfloat16" in (cfg.torch_dtype, cfg.bnb_compute_dtype) and gpu["capability"][0] < 8:
+        findings.append(Finding("error", f"{gpu['name']} (compute capability {gpu['capability'][0]}."
+                                f"{gpu['capability'][1]}) has no native bf16 but profile {cfg.name!r} asks for it",
+                                "use PROFILE = 't4' (fp16), or call env.adjust_for_hardware(cfg)"))
+    if cfg.device == "cpu" and cfg.bnb_compute_dtype != "float32":
+        findings.append(Finding("warn", f"4-bit compute dtype {cfg.bnb_compute_dtype} on CPU is about 20x slower",
+                                "use bnb_compute_dtype='float32' on CPU"))
+    if not findings:
+        where = gpu["name"] or "CPU"
+        findings.append(Finding("ok", f"profile {cfg.name!r} on {where}: weights {cfg.torch_dtype}, "
+                                f"4-bit compute {cfg.bnb_compute_dtype}"))
+    return findings
+
+
+def tokenizer_findings(tokenizer: Any) -> list[Finding]:
+    """A chat template, assistant markers for assistant-only loss, and a pad token distinct from EOS."""
+    findings = []
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        findings.append(Finding("error", "the tokenizer has no chat template",
+                                "use an instruct model's tokenizer or set tokenizer.chat_template"))
+    elif "generation" not in template:
+        findings.append(Finding("warn", "the chat template has no {% generation %} markers: assistant-only loss "
+                                "cannot be computed", "use a template that wraps assistant turns in "
+                                "{% generation %}...{% endgeneration %} (see helpers.models.CHAT_TEMPLATE)"))
+    if tokenizer.pad_token_id is None:
+        findings.append(Finding("error", "the tokenizer has no pad token", "set tokenizer.pad_token to an unused "
+                                "special token (helpers.models.load_tokenizer does this)"))
+    elif tokenizer.pad_token_id == tokenizer.eos_token_id:
+        findings.append(Finding("warn", "pad token == eos token: with a collator that masks padding the model never "
+                                "learns to stop", "give padding its own token (helpers.models.load_tokenizer)"))
+    if not findings:
+        findings.append(Finding("ok", "tokenizer: chat template with assistant markers, pad != eos"))
+    return findings
+
+
+def adjust_for_hardware(cfg: Profile) -> Profile:
+    """Switch bf16 to fp16 on a GPU without native bf16 (compute capability < 8), saying so. Taught in 00_setup."""
+    gpu = gpu_info()
+    if gpu["cuda"] and gpu["capability"][0] < 8 and "bfloat16" in (cfg.torch_dtype, cfg.bnb_compute_dtype):
+        print(f"{gpu['name']} has no native bf16 (compute capability {gpu['capability'][0]}.{gpu['capability'][1]}):"
+              f" switching profile {cfg.name!r} to fp16")
+        return cfg.replace(torch_dtype="float16", bnb_compute_dtype="float16")
+    return cfg
+
+
+def check(cfg: Profile, tokenizer: Any = None, strict: bool = True, quiet: bool = False) -> list[Finding]:
+    """Print versions, hardware and profile, flag problems with a fix; raise on errors when ``strict``."""
+    gpu = gpu_info()
+    installed = versions()
+    findings = version_findings(installed, pinned_versions())
+    findings += hardware_findings(cfg, gpu)
+    if tokenizer is not None:
+        findings += tokenizer_findings(tokenizer)
+    if not quiet:
+        cuda = f"CUDA {gpu['cuda_version']}, {gpu['name']} ({gpu['memory_gib']} GiB)" if gpu["cuda"] else "no CUDA GPU"
+        print(f"python {installed['python']} on {platform.machine()} · {cuda} · profile {cfg.name}: {cfg.description}")
+        for finding in findings:
+            print(finding)
+    errors = [f for f in findings if f.level == "error"]
+    if strict and errors:
+        raise EnvironmentProblem("; ".join(f"{f.what} (fix: {f.fix})" for f in errors))
+    return findings
+
+
+def main() -> int:
+    """``python -m helpers.env [PROFILE]``: the same check from a terminal; exit 1 on errors."""
+    from helpers.config import ProfileError, get_profile
+
+    try:
+        cfg = get_profile(sys.argv[1] if len(sys.argv) > 1 else "auto")
+    except ProfileError as err:
+        print(f"error: {err}")
+        return 2
+    findings = check(cfg, strict=False)
+    return 1 if any(f.level == "error" for f in findings) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,376 @@
+"""Load the embedded tiny model or a hub model, in 4-bit or not, and build the tiny model itself. Taught in 00_setup.
+
+``python -m helpers.models build-tiny`` pretrains the course's offline model from text the project derives on any
+machine (the Python standard library's docstrings and unlabelled support tickets); ``python -m helpers.models info``
+prints what is shipped in ``data/tiny-llama``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import hashlib
+import inspect
+import json
+import math
+import os
+import platform
+import random
+import sys
+import sysconfig
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from helpers.config import TINY_MODEL_DIR, Profile
+
+if TYPE_CHECKING:  # heavy imports stay out of module import time
+    from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+SPECIAL_TOKENS = ("<|end|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|bos|>")
+EOS, PAD = "<|end|>", "<|pad|>"
+
+# Assistant turns sit inside {% generation %} so trainers can compute assistant-only loss masks; the <|end|> that
+# closes an answer is inside the block, so the model learns to stop.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<|assistant|>\n' }}{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{%- else -%}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"
+)
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer that cannot be loaded; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    """Everything that decides the embedded tiny model: architecture, tokenizer and pretraining run."""
+
+    seed: int = 1234
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    intermediate_size: int = 704
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2  # grouped-query attention, as in Llama 3
+    max_position_embeddings: int = 1024
+    seq_len: int = 256
+    batch_size: int = 16
+    steps: int = 800
+    learning_rate: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    heldout_fraction: float = 0.02
+    ticket_texts: int = 8000
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def bnb_config(cfg: Profile) -> "BitsAndBytesConfig":
+    """The QLoRA quantization config (NF4, double quantization, the profile's compute dtype). Taught in 03."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=getattr(torch, cfg.bnb_compute_dtype),
+    )
+
+
+def _check_source(model_id: str) -> None:
+    """Fail early, in one line, for a missing local path or a hub id that cannot be fetched offline."""
+    looks_local = model_id.startswith((".", "/", "~")) or os.sep in model_id and Path(model_id).anchor
+    if looks_local or Path(model_id).exists():
+        path = Path(model_id).expanduser()
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"no model at {path} (config.json missing): restore it with `git checkout -- data/tiny-llama` "
+                f"or rebuild it with `python -m helpers.models build-tiny`"
+            )
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
+    if offline:
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+            raise ModelLoadError(
+                f"hub model {model_id!r} is not in the local cache and HF_HUB_OFFLINE=1: unset HF_HUB_OFFLINE and "
+                f"download it once online, or use the offline profile (PROFILE = 'cpu-tiny')"
+            )
+
+
+def _source(cfg_or_path: Profile | str | Path) -> str:
+    return cfg_or_path.model_id if isinstance(cfg_or_path, Profile) else str(cfg_or_path)
+
+
+def load_tokenizer(cfg_or_path: Profile | str | Path) -> "PreTrainedTokenizerBase":
+    """The tokenizer of a profile's model (or of a path / hub id), with a distinct pad token. Taught in 00_setup."""
+    from transformers import AutoTokenizer
+
+    model_id = _source(cfg_or_path)
+    _check_source(model_id)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+    except OSError as err:
+        raise ModelLoadError(f"cannot load the tokenizer of {model_id!r}: {str(err).splitlines()[0]}") from None
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        # pad == eos with the wrong collator teaches a model never to stop: give padding its own token if one exists.
+        for candidate in ("<|pad|>", "<|finetune_right_pad_id|>", "<|fim_pad|>"):
+            if candidate in tokenizer.get_vocab():
+                tokenizer.pad_token = candidate
+                break
+    return tokenizer
+
+
+def load_model(
+    cfg: Profile, quantized: bool = True, model_id: str | None = None
+) -> "PreTrainedModel":
+    """Load the profile's model, in 4-bit NF4 (the QLoRA base) or in the profile's dtype. Taught in 00_setup."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_id = model_id or cfg.model_id
+    _check_source(model_id)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.torch_dtype)}
+    if quantized:
+        kwargs["quantization_config"] = bnb_config(cfg)
+        kwargs["device_map"] = {"": "cpu"} if cfg.device == "cpu" else {"": 0}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
+    except OSError as err:
+        raise ModelLoadError(f"cannot load model {model_id!r}: {str(err).splitlines()[0]}") from None
+    if not quantized and cfg.device == "cuda":
+        model = model.to("cuda")
+    return model
+
+
+def model_size(model: "PreTrainedModel") -> dict[str, float]:
+    """Parameter count (millions) and memory footprint (MB) of a loaded model. Taught in 00_setup."""
+    params = sum(p.numel() for p in model.parameters())
+    return {"params_m": params / 1e6, "footprint_mb": model.get_memory_footprint() / 2**20}
+
+
+# ---------------------------------------------------------------------------------------------------- building
+
+
+def stdlib_docstrings(min_chars: int = 30) -> list[str]:
+    """English text from the standard library: module, class and function docstrings, read with ``ast``."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "turtledemo", "ensurepip", "tkinter"}
+    texts: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        if skip & set(path.relative_to(root).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef))]
+        for node in nodes:
+            doc = ast.get_docstring(node)
+            if doc and len(doc) >= min_chars:
+                texts.append(inspect.cleandoc(doc))
+    return texts
+
+
+def tiny_corpus(recipe: TinyRecipe) -> list[str]:
+    """The pretraining documents: stdlib docstrings plus unlabelled tickets, shuffled with the recipe's seed."""
+    from helpers.data.generate import pretraining_texts
+
+    docs = stdlib_docstrings() + pretraining_texts(recipe.ticket_texts)
+    random.Random(recipe.seed).shuffle(docs)
+    return docs
+
+
+def train_tokenizer(docs: list[str], recipe: TinyRecipe) -> "PreTrainedTokenizerBase":
+    """A byte-level BPE tokenizer with the chat special tokens and the course chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=recipe.vocab_size, special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2,
+    )
+    tok.train_from_iterator(docs, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token="<|bos|>", unk_token=None,
+        model_max_length=recipe.max_position_embeddings, padding_side="right",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _blocks(docs: list[str], tokenizer: "PreTrainedTokenizerBase", seq_len: int) -> "Any":
+    """Pack documents (each ended by <|end|>) into rows of ``seq_len + 1`` token ids."""
+    import torch
+
+    ids: list[int] = []
+    tokenizer.model_max_length = 10**9  # whole documents are packed, not fed to the model as they are
+    for start in range(0, len(docs), 512):
+        for row in tokenizer(docs[start:start + 512], add_special_tokens=False)["input_ids"]:
+            ids.extend(row + [tokenizer.eos_token_id])
+    n = len(ids) // (seq_len + 1)
+    return torch.tensor(ids[: n * (seq_len + 1)]).view(n, seq_len + 1)
+
+
+def _heldout_loss(model: Any, blocks: Any, batch: int) -> float:
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(blocks), batch):
+            x = blocks[i:i + batch]
+            out = model(input_ids=x[:, :-1], labels=x[:, :-1])
+            total += out.loss.item() * len(x)
+            count += len(x)
+    model.train()
+    return total / max(count, 1)
+
+
+def build_tiny(out_dir: Path = TINY_MODEL_DIR, recipe: TinyRecipe = TinyRecipe(), log=print) -> dict[str, Any]:
+    """Pretrain the embedded tiny Llama from scratch and save it with its recipe, log and checksums."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    started = time.time()
+    torch.manual_seed(recipe.seed)
+    random.seed(recipe.seed)
+    docs = tiny_corpus(recipe)
+    n_held = max(1, int(len(docs) * recipe.heldout_fraction))
+    held_docs, train_docs = docs[:n_held], docs[n_held:]
+    log(f"corpus: {len(docs)} documents, {sum(map(len, docs)) / 1e6:.1f} M characters")
+    tokenizer = train_tokenizer(train_docs, recipe)
+    train_blocks = _blocks(train_docs, tokenizer, recipe.seq_len)
+    held_blocks = _blocks(held_docs, tokenizer, recipe.seq_len)
+    log(f"tokens: {train_blocks.numel() / 1e6:.2f} M train, {held_blocks.numel() / 1e3:.0f} k held-out")
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=recipe.hidden_size, intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.num_hidden_layers, num_attention_heads=recipe.num_attention_heads,
+        num_key_value_heads=recipe.num_key_value_heads, max_position_embeddings=recipe.max_position_embeddings,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, rms_norm_eps=1e-5,
+    )
+    model = LlamaForCausalLM(config)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.learning_rate, betas=(0.9, 0.95),
+    )
+
+    def lr_at(step: int) -> float:
+        if step < recipe.warmup_steps:
+            return recipe.learning_rate * (step + 1) / recipe.warmup_steps
+        progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
+        return recipe.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    gen = torch.Generator().manual_seed(recipe.seed)
+    order = torch.randperm(len(train_blocks), generator=gen)
+    rows: list[dict[str, float]] = []
+    model.train()
+    for step in range(recipe.steps):
+        idx = order[(torch.arange(recipe.batch_size) + step * recipe.batch_size) % len(order)]
+        x = train_blocks[idx]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(input_ids=x[:, :-1], labels=x[:, :-1]).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        row = {"step": step + 1, "loss": round(loss.item(), 4), "lr": lr_at(step),
+               "elapsed_s": round(time.time() - started, 1)}
+        if (step + 1) % 100 == 0 or step + 1 == recipe.steps:
+            row["heldout_loss"] = round(_heldout_loss(model, held_blocks, recipe.batch_size), 4)
+            log(f"step {step + 1}/{recipe.steps} loss {row['loss']:.3f} held-out {row['heldout_loss']:.3f} "
+                f"({row['elapsed_s']:.0f} s)")
+        rows.append(row)
+
+    heldout = _heldout_loss(model, held_blocks, recipe.batch_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, max_new_tokens=128, do_sample=False
+    )
+    model.save_pretrained(out_dir)
+    tokenizer.model_max_length = recipe.max_position_embeddings
+    tokenizer.save_pretrained(out_dir)
+    with (out_dir / "training_log.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "loss", "lr", "elapsed_s", "heldout_loss"])
+        writer.writeheader()
+        writer.writerows(rows)
+    result = {
+        "recipe": asdict(recipe),
+        "params": sum(p.numel() for p in model.parameters()),
+        "corpus": {"documents": len(docs), "heldout_documents": n_held, "train_tokens": int(train_blocks.numel()),
+                   "heldout_tokens": int(held_blocks.numel()),
+                   "sources": ["python stdlib docstrings (ast)", "helpers.data.generate.pretraining_texts(seed=7)"]},
+        "heldout_loss": round(heldout, 4),
+        "heldout_perplexity": round(math.exp(heldout), 2),
+        "uniform_perplexity": len(tokenizer),
+        "wall_time_s": round(time.time() - started, 1),
+        "built_with": {"python": platform.python_version(), "torch": torch.__version__,
+                       "transformers": __import__("transformers").__version__, "machine": platform.machine()},
+    }
+    (out_dir / "recipe.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_checksums(out_dir)
+    log(f"held-out perplexity {result['heldout_perplexity']} vs uniform {result['uniform_perplexity']}")
+    return result
+
+
+def write_checksums(folder: Path) -> Path:
+    """Write SHA256SUMS for every file in ``folder`` (the course checks them in a test)."""
+    lines = [f"{sha256(p)}  {p.name}" for p in sorted(folder.iterdir()) if p.is_file() and p.name != "SHA256SUMS"]
+    target = folder / "SHA256SUMS"
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``build-tiny`` or ``info``."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.models", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build-tiny", help="pretrain the embedded tiny model (about 20 minutes on 2 cores)")
+    build.add_argument("--out", type=Path, default=TINY_MODEL_DIR)
+    build.add_argument("--steps", type=int, default=TinyRecipe.steps)
+    sub.add_parser("info", help="show the shipped tiny model's recipe and size")
+    args = parser.parse_args(argv)
+    if args.command == "build-tiny":
+        build_tiny(args.out, TinyRecipe(steps=args.steps), log=lambda m: print(m, flush=True))
+        return 0
+    try:
+        info = json.loads((TINY_MODEL_DIR / "recipe.json").read_text())
+    except FileNotFoundError:
+        print(f"error: {TINY_MODEL_DIR / 'recipe.json'} not found: run `python -m helpers.models build-tiny`")
+        return 2
+    size = sum(p.stat().st_size for p in TINY_MODEL_DIR.iterdir()) / 2**20
+    print(json.dumps({k: info[k] for k in ("params", "heldout_perplexity", "uniform_perplexity")}), f"{size:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""One source of truth for versions: pyproject.toml; environment.yml and the Colab cells agree with it."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import nbformat
+
+from helpers import env
+from helpers.config import NOTEBOOKS_DIR, REPO_ROOT
+
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+PINNED = PYPROJECT["dependencies"] + PYPROJECT["optional-dependencies"]["dev"]
+
+
+def pins_in(text: str) -> dict[str, str]:
+    return {m.group(1).lower(): m.group(2) for m in re.finditer(r"([A-Za-z0-9_.\-]+)==([0-9][^\s\"']*)", text)}
+
+
+def test_direct_dependencies_are_pinned_with_a_reason():
+    source = (REPO_ROOT / "pyproject.toml").read_text()
+    for dep in PINNED:
+        assert "==" in dep or dep.split(">=")[0] in ("pandas", "numpy"), f"{dep} is not pinned"
+        line = next(ln for ln in source.splitlines() if f'"{dep}"' in ln)
+        assert "#" in line, f"{dep}: say which notebooks need it"
+    for name in ("jupyterlab", "ipywidgets", "torch", "transformers", "peft", "trl", "bitsandbytes", "datasets",
+                 "matplotlib", "nbmake"):
+        assert any(d.startswith(name + "==") for d in PINNED), f"{name} must be a pinned dependency"
+    assert not any("git+" in d for d in PINNED)
+
+
+def test_environment_yml_matches_pyproject():
+    yml = (REPO_ROOT / "environment.yml").read_text()
+    listed = [ln.strip()[2:] for ln in yml.splitlines() if ln.strip().startswith("- ") and ("==" in ln or ">=" in ln)]
+    assert sorted(listed) == sorted(PINNED)
+
+
+def test_colab_install_cells_match_pyproject_and_keep_colab_torch():
+    pinned = pins_in("\n".join(PINNED))
+    cells = [c for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) for c in nbformat.read(p, as_version=4).cells
+             if "skip-execution" in c.metadata.get("tags", []) and "pip install" in c.source]
+    assert cells, "the setup notebook has a Colab install cell"
+    for cell in cells:
+        found = pins_in(cell.source)
+        assert "torch" not in found, "Colab keeps its own CUDA torch"
+        for name, version in found.items():
+            assert pinned.get(name) == version, f"Colab cell pins {name}=={version}, pyproject says {pinned.get(name)}"
+
+
+def test_makefile_installs_the_pinned_torch_first():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "torch==" in makefile or 'grep -oE \'"torch==' in makefile
+    assert makefile.index("TORCH_PIN)") < makefile.index('-e ".[dev]"')
+
+
+def test_env_reads_the_same_pins():
+    assert env.pinned_versions()["transformers"] == pins_in("\n".join(PINNED))["transformers"]
