@@ -25,15 +25,22 @@ def test_course_has_notebooks():
         assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name), f"{path.name}: use NN_snake_case.ipynb"
 
 
+class Notebook:
+    """A notebook read from disk, with the path it came from."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.node = nbformat.read(path, as_version=4)
+        self.cells = self.node.cells
+
+
 @pytest.fixture(params=NOTEBOOKS, ids=IDS)
 def nb(request):
-    notebook = nbformat.read(request.param, as_version=4)
-    notebook.path = request.param
-    return notebook
+    return Notebook(request.param)
 
 
 def test_valid_and_stripped(nb):
-    nbformat.validate(nb)
+    nbformat.validate(nb.node)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             assert not cell.outputs, f"{nb.path.name} cell {i}: outputs committed (strip them)"

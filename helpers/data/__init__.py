@@ -1,0 +1,48 @@
+"""The data stage: generate, read/convert, validate, clean, split, augment and report on chat datasets.
+
+Taught in 02_dataset. Light on import (standard library only; datasketch, transformers and matplotlib load inside
+the functions that need them). Note: ``helpers.data.validate`` is the *function* here; its module is
+``sys.modules["helpers.data.validate"]`` (``from helpers.data.validate import check_row`` works as usual).
+"""
+
+from helpers.data.augment import add_typos, augment, drop_order_id, llm_rewrite, reorder_sentences, synthetic_share
+from helpers.data.clean import (
+    CleanConfig,
+    CleanResult,
+    balance_report,
+    category_of,
+    clean_file,
+    clean_rows,
+    detection_scores,
+    make_near_duplicates,
+    normalise_whitespace,
+    scrub_pii,
+)
+from helpers.data.formats import (
+    DataFormatError,
+    check_openai,
+    convert,
+    detect_format,
+    export_openai,
+    read_csv,
+    read_jsonl,
+    read_rows,
+    render_chat,
+    to_messages,
+    to_openai,
+    to_prompt_completion,
+    to_text,
+    write_jsonl,
+)
+from helpers.data.report import DataReport, data_report, write_report
+from helpers.data.split import LeakageReport, SplitConfig, check_leakage, group_ids, split_rows
+from helpers.data.validate import TemplateError, ValidationReport, validate
+
+__all__ = [
+    "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SplitConfig", "TemplateError",
+    "ValidationReport", "add_typos", "augment", "balance_report", "category_of", "check_leakage", "check_openai",
+    "clean_file", "clean_rows", "convert", "data_report", "detect_format", "detection_scores", "drop_order_id",
+    "export_openai", "group_ids", "llm_rewrite", "make_near_duplicates", "normalise_whitespace", "read_csv",
+    "read_jsonl", "read_rows", "render_chat", "reorder_sentences", "scrub_pii", "split_rows", "synthetic_share",
+    "to_messages", "to_openai", "to_prompt_completion", "to_text", "validate", "write_jsonl", "write_report",
+]

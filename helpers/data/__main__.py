@@ -1,0 +1,234 @@
+"""``python -m helpers.data {build,validate,clean,split,convert}``: the course dataset from the command line.
+
+Taught in 02_dataset. ``build`` regenerates ``data/tickets/`` byte for byte (fixed seeds, no timestamps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from helpers.config import TICKETS_DIR
+
+BUILD_FILES = ("tickets.jsonl", "schema.json", "clean.jsonl", "rejects.jsonl", "train.jsonl", "validation.jsonl",
+               "test.jsonl")
+BUILD_N = 1800
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build(out_dir: Path = TICKETS_DIR, n: int = BUILD_N, log: Any = print) -> dict[str, Any]:
+    """Generate, clean, split and check the course dataset; write it with a README of provenance and checksums."""
+    from helpers.config import SEED
+    from helpers.data import generate
+    from helpers.data.clean import CleanConfig, clean_file
+    from helpers.data.formats import write_jsonl
+    from helpers.data.split import SplitConfig, check_leakage, split_rows
+    from helpers.data.validate import validate
+
+    out_dir = Path(out_dir)
+    rows = generate.generate_tickets(n=n, seed=generate.DEFAULT_SEED)
+    generate.write_jsonl(rows, out_dir / "tickets.jsonl")
+    generate.write_schema(out_dir / "schema.json")
+    clean_cfg, split_cfg = CleanConfig(), SplitConfig(seed=SEED)
+    cleaned = clean_file(out_dir / "tickets.jsonl", out_dir / "clean.jsonl", out_dir / "rejects.jsonl", clean_cfg)
+    splits = split_rows(cleaned.kept, split_cfg)
+    leakage = check_leakage(splits, split_cfg.near_threshold, split_cfg.shingle_size)
+    if not leakage.ok:
+        raise RuntimeError(f"the splits leak ({leakage.summary()}): this is a bug in helpers.data.split")
+    for name, split in splits.items():
+        write_jsonl(split, out_dir / f"{name}.jsonl")
+    counts = {}
+    for name in BUILD_FILES:
+        if name.endswith(".jsonl") and name != "rejects.jsonl":
+            report = validate(out_dir / name)
+            if report.exit_code != 0:
+                raise RuntimeError(f"{out_dir / name} is not valid: {report.lines()[0]}")
+            counts[name] = report.n_rows
+    counts["rejects.jsonl"] = cleaned.stats["rejected"] + cleaned.stats["invalid_in"]
+    planted = [r for r in rows if r["metadata"]["variant"] > 0]
+    caught = [r for r in cleaned.rejects if r["metadata"]["variant"] > 0]
+    info = {"n": n, "counts": counts, "clean": cleaned.stats, "planted": (len(caught), len(planted)),
+            "leakage": leakage.summary(),
+            "balance": {name: cleaned_balance(split) for name, split in splits.items()},
+            "sha256": {name: _sha256(out_dir / name) for name in BUILD_FILES},
+            "seeds": {"generator": generate.DEFAULT_SEED, "split": split_cfg.seed}, "split": split_cfg}
+    (out_dir / "README.md").write_text(_readme(info), encoding="utf-8")
+    log(f"wrote {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return info
+
+
+def cleaned_balance(rows: list[dict[str, Any]]) -> dict[str, int]:
+    from helpers.data.clean import balance_report
+
+    return dict(sorted(balance_report(rows).items()))
+
+
+def _readme(info: dict[str, Any]) -> str:
+    from helpers.data import generate
+
+    c = info["clean"]
+    split_cfg = info["split"]
+    lines = [
+        "# Support tickets → JSON (the course dataset)", "",
+        "Produced by code, byte for byte: `python -m helpers.data build` (do not edit these files by hand).", "",
+        "## Provenance", "",
+        f"- generator: `{generate.GENERATOR}` (`helpers.data.generate.generate_tickets(n={info['n']}, "
+        f"seed={info['seeds']['generator']})`): tickets composed from independent parts, answers derived from the "
+        f"same facts; every row's `metadata` holds generator, family, seed, group, variant, pii, synthetic.",
+        "- planted problems: a few customers resubmit a ticket (`metadata.variant` 1: verbatim or lightly edited) "
+        "and some tickets hold PII (`metadata.pii`: email, phone, address, card).",
+        f"- cleaning: `helpers.data.clean.clean_file` with `{json.dumps(c['config'])}`.",
+        f"- splits: `helpers.data.split.split_rows`, fractions {list(split_cfg.fractions)}, seed {split_cfg.seed}, "
+        f"stratified by category, group-aware (a ticket's variants and near-duplicates at Jaccard >= "
+        f"{split_cfg.near_threshold} stay together). Leakage check: {info['leakage']}.",
+        "- answer schema: `schema.json` (JSON Schema 2020-12 of the assistant's JSON).", "",
+        "## Files", "",
+        "| file | rows | sha256 |", "|---|---|---|",
+    ]
+    for name, digest in info["sha256"].items():
+        lines.append(f"| `{name}` | {info['counts'].get(name, '-')} | `{digest}` |")
+    lines += ["", "## Cleaning", "",
+              f"- rows in: {c['rows_in']} (valid {c['valid_in']}, invalid {c['invalid_in']}); kept {c['kept']}, "
+              f"rejected {c['rejected']} (`valid_in == kept + rejected`)."]
+    lines += [f"- removed, {reason}: {n}" for reason, n in c["reasons"].items()]
+    lines += [f"- planted resubmissions (`metadata.variant` > 0) removed: {info['planted'][0]} of {info['planted'][1]}"]
+    lines += [f"- PII scrubbed (replaced by `[{kind.upper()}]`), {kind}: {n}" for kind, n in c["pii"].items()]
+    lines += ["", "## Category balance", "", "| category | " + " | ".join(info["balance"]) + " |",
+              "|---|" + "---|" * len(info["balance"])]
+    for cat in sorted({k for b in info["balance"].values() for k in b}):
+        lines.append(f"| {cat} | " + " | ".join(str(b.get(cat, 0)) for b in info["balance"].values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _load_tokenizer(path: str) -> Any:
+    """A tokenizer from a folder (a model folder or a tokenizer-only one) or a cached hub id."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from helpers.data.validate import TemplateError, validate
+
+    tokenizer = None
+    if args.max_tokens is not None and not args.tokenizer:
+        print("error: --max-tokens needs --tokenizer PATH (token counts use the model's chat template)")
+        return 2
+    if args.tokenizer:
+        try:
+            tokenizer = _load_tokenizer(args.tokenizer)
+        except Exception as err:  # noqa: BLE001 - one line, never a traceback
+            reason = str(err).splitlines()[0] if str(err) else repr(err)
+            print(f"{args.tokenizer}: tokenizer_unusable: cannot load a tokenizer ({reason[:160]}): pass a folder "
+                  f"with tokenizer files (e.g. data/tiny-llama) or a hub id that is in the local cache")
+            return 2
+    try:
+        report = validate(args.path, tokenizer=tokenizer, max_tokens=args.max_tokens, openai=args.openai)
+    except TemplateError as err:
+        print(f"{args.tokenizer}: no_generation_markers: {err}")
+        return 2
+    for line in report.lines():
+        print(line)
+    return report.exit_code
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from helpers.data.clean import CleanConfig, clean_file
+    from helpers.data.formats import DataFormatError
+
+    cfg = CleanConfig(near_threshold=args.near_threshold, min_chars=args.min_chars, max_chars=args.max_chars,
+                      scrub_pii=not args.keep_pii)
+    try:
+        result = clean_file(args.path, args.out, args.rejects, cfg)
+    except DataFormatError as err:
+        print(err)
+        return 2
+    s = result.stats
+    print(f"rows in: {s['rows_in']}, invalid: {s['invalid_in']}, kept: {s['kept']}, rejected: {s['rejected']}")
+    print("reasons: " + json.dumps(s["reasons"]) + "  pii: " + json.dumps(s["pii"]))
+    print("balance: " + json.dumps(s["balance"]))
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from helpers.data.formats import DataFormatError, read_jsonl, write_jsonl
+    from helpers.data.split import SplitConfig, check_leakage, split_rows
+
+    try:
+        rows = read_jsonl(args.path)
+    except DataFormatError as err:
+        print(err)
+        return 2
+    cfg = SplitConfig(seed=args.seed, near_threshold=args.near_threshold)
+    splits = split_rows(rows, cfg)
+    for name, split in splits.items():
+        write_jsonl(split, Path(args.out_dir) / f"{name}.jsonl")
+    report = check_leakage(splits, cfg.near_threshold)
+    print(", ".join(f"{k}: {len(v)}" for k, v in splits.items()) + f"; {report.summary()}")
+    return 0 if report.ok else 1
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from helpers.data.formats import DataFormatError, convert, read_rows, write_csv, write_jsonl
+
+    try:
+        rows = read_rows(args.path, system_prompt=args.system)
+        tokenizer = _load_tokenizer(args.tokenizer) if args.tokenizer else None
+        out_rows = convert(rows, "prompt_completion" if args.to == "csv" else args.to, tokenizer, args.system)
+        if args.to == "csv":
+            write_csv(out_rows, args.out)
+        else:
+            write_jsonl(out_rows, args.out)
+    except (DataFormatError, KeyError, TypeError, OSError) as err:
+        print(f"error: {err}")
+        return 2
+    print(f"wrote {len(out_rows)} rows to {args.out} ({args.to})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="regenerate data/tickets (deterministic)")
+    b.add_argument("--out", type=Path, default=TICKETS_DIR)
+    v = sub.add_parser("validate", help="check a chat JSONL file; exit 0 valid, 1 invalid rows, 2 unreadable")
+    v.add_argument("path")
+    v.add_argument("--tokenizer", help="tokenizer path or hub id: token counts and assistant-label coverage")
+    v.add_argument("--max-tokens", type=int, help="flag rows over this many tokens (needs --tokenizer)")
+    v.add_argument("--openai", action="store_true", help="OpenAI fine-tuning format (stricter keys and roles)")
+    c = sub.add_parser("clean", help="normalise, scrub PII, filter, deduplicate; every removed row goes to --rejects")
+    c.add_argument("path")
+    c.add_argument("--out", required=True)
+    c.add_argument("--rejects", required=True)
+    c.add_argument("--near-threshold", type=float, default=0.8)
+    c.add_argument("--min-chars", type=int, default=20)
+    c.add_argument("--max-chars", type=int, default=2000)
+    c.add_argument("--keep-pii", action="store_true", help="do not scrub emails, phones, cards, addresses")
+    s = sub.add_parser("split", help="80/10/10 stratified, group-aware splits + leakage check")
+    s.add_argument("path")
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--near-threshold", type=float, default=0.8)
+    k = sub.add_parser("convert", help="convert JSONL/CSV/JSON-array rows between formats")
+    k.add_argument("path")
+    k.add_argument("--out", required=True)
+    k.add_argument("--to", choices=("messages", "prompt_completion", "text", "openai", "csv"), default="messages")
+    k.add_argument("--tokenizer", help="needed for --to text (the chat template renders rows)")
+    k.add_argument("--system", help="system prompt to add when converting prompt/completion rows")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        build(args.out)
+        return 0
+    commands = {"validate": cmd_validate, "clean": cmd_clean, "split": cmd_split, "convert": cmd_convert}
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
