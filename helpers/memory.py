@@ -1,0 +1,499 @@
+"""Memory pre-flight: will this fine-tuning run fit on that GPU? Taught in 03_qlora_training.
+
+``python -m helpers.memory --model NAME_OR_PATH --method qlora --seq-len 512 --batch 4 [--grad-checkpointing] --json``
+prints the estimated peak memory of one training step, component by component, and a verdict per GPU (T4, L4,
+A100 40/80 GB, H100): fits / does not fit / fits with these changes.
+
+The model (decoder-only, Llama-style blocks: attention with grouped-query heads + SwiGLU MLP) is counted exactly
+from its config; the rest follows how PyTorch, PEFT and bitsandbytes store tensors:
+
+* weights: quantized linears in NF4 with double quantization = 4 bits + an fp32 absmax per 64 weights quantized
+  to 8 bits with an fp32 constant per 256 blocks: 4 + 8/64 + 32/(64*256) = 4.127 bits per parameter (QLoRA paper,
+  section 3); embeddings, norms and the LM head stay in the 16-bit (or fp32 on CPU) weight dtype.
+* adapter: LoRA A (r x in) and B (out x r) per targeted linear, kept in fp32 (PEFT's default).
+* gradients: one per trainable parameter, in its dtype.
+* optimizer: AdamW keeps two fp32 moments (8 bytes / parameter); 8-bit AdamW two 8-bit moments (2 bytes);
+  "paged" variants have the same size but can spill to CPU memory on a spike. Full fine-tuning of 16-bit weights
+  adds an fp32 master copy (mixed precision, 4 bytes). The step itself needs a temporary the size of the trainable
+  parameters (fp32), counted only where it exceeds the activations it replaces.
+* activations: what autograd keeps per token and layer (norm inputs/outputs, q/k/v after repeat for GQA, attention
+  output, the four SwiGLU tensors, LoRA dropout copies and masks); with gradient checkpointing only each layer's
+  input, plus the part of one recomputed layer that exceeds the logits (freed before the first recomputation).
+* logits: batch x seq x vocab in the compute dtype, its fp32 copy for the loss, log-softmax and its gradient.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+GIB = 2**30
+NF4_DQ_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4.127 bits/param: NF4 + double-quantized absmax (QLoRA paper)
+METHODS = ("full", "lora", "qlora")
+OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
+LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+CUDA_OVERHEAD_GIB = 0.75  # CUDA context + cuBLAS workspace + allocator slack; not counted on CPU
+
+
+class MemoryEstimateError(ValueError):
+    """A model or setup the estimator cannot size; the message says what and the fix."""
+
+
+class MemoryPreflightError(RuntimeError):
+    """The run will not fit in the memory available; the message carries the verdict and the changes to try."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The numbers of a decoder-only transformer that decide its memory."""
+
+    name: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    tie_word_embeddings: bool = False
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def kv_size(self) -> int:
+        return self.head_dim * self.num_kv_heads
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in_features, out_features) of each linear in one block."""
+        h, i, kv = self.hidden_size, self.intermediate_size, self.kv_size
+        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+    def block_linear_params(self) -> int:
+        return sum(a * b for a, b in self.linear_shapes().values())
+
+    def other_params(self) -> int:
+        """Embeddings, LM head (if untied) and RMSNorm weights: the parameters that are never quantized."""
+        embed = self.vocab_size * self.hidden_size
+        head = 0 if self.tie_word_embeddings else embed
+        norms = self.num_layers * 2 * self.hidden_size + self.hidden_size
+        return embed + head + norms
+
+    def total_params(self) -> int:
+        return self.num_layers * self.block_linear_params() + self.other_params()
+
+
+# Shapes from the models' published config.json files (QLoRA paper LLaMA 1 sizes, Llama 3 8B, the course's
+# GPU-profile models), so the estimator works offline.
+PRESETS: dict[str, ModelShape] = {
+    "llama-7b": ModelShape("llama-7b", 32000, 4096, 11008, 32, 32, 32),
+    "llama-13b": ModelShape("llama-13b", 32000, 5120, 13824, 40, 40, 40),
+    "llama-33b": ModelShape("llama-33b", 32000, 6656, 17920, 60, 52, 52),
+    "llama-65b": ModelShape("llama-65b", 32000, 8192, 22016, 80, 64, 64),
+    "llama-3-8b": ModelShape("llama-3-8b", 128256, 4096, 14336, 32, 32, 8),
+    "qwen2.5-1.5b": ModelShape("qwen2.5-1.5b", 151936, 1536, 8960, 28, 12, 2, tie_word_embeddings=True),
+    "qwen2.5-7b": ModelShape("qwen2.5-7b", 152064, 3584, 18944, 28, 28, 4),
+}
+ALIASES = {
+    "huggyllama/llama-7b": "llama-7b", "huggyllama/llama-13b": "llama-13b", "huggyllama/llama-30b": "llama-33b",
+    "huggyllama/llama-65b": "llama-65b", "llama-30b": "llama-33b",
+    "meta-llama/meta-llama-3-8b": "llama-3-8b", "meta-llama/meta-llama-3-8b-instruct": "llama-3-8b",
+    "meta-llama/llama-3.1-8b": "llama-3-8b", "meta-llama/llama-3.1-8b-instruct": "llama-3-8b",
+    "qwen/qwen2.5-1.5b-instruct": "qwen2.5-1.5b", "qwen/qwen2.5-1.5b": "qwen2.5-1.5b",
+    "qwen/qwen2.5-7b-instruct": "qwen2.5-7b", "qwen/qwen2.5-7b": "qwen2.5-7b",
+}
+
+
+@dataclass(frozen=True)
+class GPU:
+    """A GPU the verdict is given for: its name and the memory ``nvidia-smi`` reports."""
+
+    name: str
+    memory_gib: float
+
+
+GPUS: tuple[GPU, ...] = (
+    GPU("T4 16 GB", 15.0), GPU("L4 24 GB", 22.5), GPU("A100 40 GB", 40.0), GPU("A100 80 GB", 80.0),
+    GPU("H100 80 GB", 79.6),
+)
+HEADROOM = 0.95  # leave 5% for fragmentation and spikes
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """How the model is trained: method, sequence, batch, LoRA, optimizer, checkpointing, dtypes."""
+
+    method: str = "qlora"
+    seq_len: int = 512
+    batch: int = 4
+    lora_r: int = 16
+    lora_targets: tuple[str, ...] = LINEAR_NAMES
+    lora_dropout: float = 0.05
+    optimizer: str = "adamw"
+    grad_checkpointing: bool = False
+    dtype: str = "bfloat16"  # weights that are not quantized and the compute dtype
+    device: str = "cuda"
+    grad_accumulation: int = 1  # does not change memory; suggestions keep batch x accumulation constant
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise MemoryEstimateError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise MemoryEstimateError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.dtype not in DTYPE_BYTES:
+            raise MemoryEstimateError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPE_BYTES)}")
+        if self.seq_len < 1 or self.batch < 1 or self.lora_r < 1:
+            raise MemoryEstimateError("seq_len, batch and lora_r must be >= 1")
+        unknown = set(self.lora_targets) - set(LINEAR_NAMES)
+        if unknown:
+            raise MemoryEstimateError(f"unknown LoRA targets {sorted(unknown)}: use names from {', '.join(LINEAR_NAMES)}")
+
+
+@dataclass
+class Estimate:
+    """Estimated peak memory of one training step, in bytes per component."""
+
+    shape: ModelShape
+    setup: TrainSetup
+    components: dict[str, float]
+    trainable_params: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(self.components.values())
+
+    @property
+    def total_gib(self) -> float:
+        return self.total / GIB
+
+    def gib(self) -> dict[str, float]:
+        """Each component and the total in GiB, rounded to 3 decimals."""
+        out = {k: round(v / GIB, 3) for k, v in self.components.items()}
+        out["total"] = round(self.total_gib, 3)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------- shapes
+
+
+def shape_from_config(config: Any, name: str = "") -> ModelShape:
+    """A :class:`ModelShape` from a ``config.json`` dict or a loaded transformers config. Taught in 03."""
+    get = (lambda k, d=None: config.get(k, d)) if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    if get("text_config") is not None:  # multimodal wrappers keep the language model's numbers here
+        return shape_from_config(get("text_config"), name)
+    missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads") if get(k) is None]
+    if missing:
+        raise MemoryEstimateError(f"config {name or '?'} lacks {', '.join(missing)}: pass a decoder-only model's "
+                                  "config.json or one of the presets " + ", ".join(PRESETS))
+    hidden = int(get("hidden_size"))
+    heads = int(get("num_attention_heads"))
+    return ModelShape(
+        name=name or str(get("_name_or_path", "") or get("model_type", "model")),
+        vocab_size=int(get("vocab_size")), hidden_size=hidden,
+        intermediate_size=int(get("intermediate_size") or 4 * hidden), num_layers=int(get("num_hidden_layers")),
+        num_heads=heads, num_kv_heads=int(get("num_key_value_heads") or heads),
+        tie_word_embeddings=bool(get("tie_word_embeddings", False)),
+    )
+
+
+def resolve_shape(model: str | Path | Any) -> ModelShape:
+    """A preset name, a local folder / ``config.json``, a cached hub id, or a loaded config -> shape. Taught in 03."""
+    if isinstance(model, ModelShape):
+        return model
+    if not isinstance(model, (str, Path)):
+        return shape_from_config(getattr(model, "config", model))
+    text = str(model)
+    key = ALIASES.get(text.lower(), text.lower())
+    if key in PRESETS:
+        return PRESETS[key]
+    path = Path(text).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+    if path.is_file():
+        try:
+            return shape_from_config(json.loads(path.read_text()), str(path.parent))
+        except json.JSONDecodeError as err:
+            raise MemoryEstimateError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    if text.startswith((".", "/", "~")) or path.suffix == ".json":
+        raise MemoryEstimateError(f"no config.json at {path}: pass a model folder, a config.json or a preset "
+                                  f"({', '.join(PRESETS)})")
+    return _shape_from_hub(text)
+
+
+def _shape_from_hub(model_id: str) -> ModelShape:
+    """A hub id: the cached config.json, else a download when online, else a clear error."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model_id, "config.json")
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
+    if not isinstance(cached, str) and not offline:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            cached = hf_hub_download(model_id, "config.json")
+        except Exception as err:  # network errors, gated repos, typos all end here
+            raise MemoryEstimateError(f"cannot fetch config.json of {model_id!r} ({type(err).__name__}): pass a "
+                                      f"local config.json or a preset ({', '.join(PRESETS)})") from None
+    if not isinstance(cached, str):
+        raise MemoryEstimateError(f"{model_id!r} is not a preset and its config.json is not cached (offline): use a "
+                                  f"preset ({', '.join(PRESETS)}) or a local config.json path")
+    return shape_from_config(json.loads(Path(cached).read_text()), model_id)
+
+
+# ---------------------------------------------------------------------------------------------------- estimate
+
+
+def _optimizer_bytes_per_param(optimizer: str) -> float:
+    return 2.0 if optimizer.endswith("8bit") else 8.0
+
+
+def estimate(shape: ModelShape, setup: TrainSetup) -> Estimate:
+    """Peak memory of one training step, component by component (see the module docstring). Taught in 03."""
+    b = DTYPE_BYTES[setup.dtype]
+    L, h, i, V = shape.num_layers, shape.hidden_size, shape.intermediate_size, shape.vocab_size
+    tokens = setup.seq_len * setup.batch
+    linears = L * shape.block_linear_params()
+    other = shape.other_params()
+    notes: list[str] = []
+
+    if setup.method == "qlora":
+        weights = linears * NF4_DQ_BITS / 8 + other * b
+    else:
+        weights = (linears + other) * b
+
+    shapes = shape.linear_shapes()
+    if setup.method == "full":
+        trainable = linears + other
+        adapter = 0.0
+        grads = trainable * b
+        master = 4.0 if b < 4 else 0.0  # mixed precision keeps an fp32 copy of 16-bit weights
+        optimizer = trainable * (_optimizer_bytes_per_param(setup.optimizer) + master)
+        step_temp = trainable * 4.0 if not setup.optimizer.endswith("8bit") else trainable * 1.0
+    else:
+        trainable = L * sum(setup.lora_r * (shapes[t][0] + shapes[t][1]) for t in setup.lora_targets)
+        adapter = trainable * 4.0  # PEFT keeps LoRA weights in fp32
+        grads = trainable * 4.0
+        optimizer = trainable * _optimizer_bytes_per_param(setup.optimizer)
+        step_temp = trainable * 4.0
+
+    # Saved-for-backward elements per token and layer (Llama block, SDPA attention without an s x s matrix).
+    attn = 2 * h + 3 * h + h + h  # norm in/out, q + k,v repeated to all heads, attention output, o_proj input copy
+    mlp = 2 * h + 4 * i  # norm in/out, gate, up, silu(gate), silu(gate)*up
+    per_layer = (attn + mlp) * b
+    if setup.method != "full" and setup.lora_dropout > 0:
+        # each adapted linear keeps its own dropout copy of the input (+ a 1-byte mask)
+        per_layer += sum(shapes[t][0] for t in setup.lora_targets) * (b + 1)
+    if setup.method != "full":
+        per_layer += sum(setup.lora_r for _ in setup.lora_targets) * b  # x @ A, small
+    logits = tokens * V * (b + 4 + 4 + 4 if b < 4 else 12)
+    if setup.grad_checkpointing:
+        # Layer inputs are kept; one layer is recomputed at a time during backward, after the LM head's backward
+        # has freed the logits, so only the part of the recomputed layer above the logits adds to the peak.
+        activations = tokens * L * h * b + max(0.0, tokens * per_layer - logits)
+    else:
+        activations = tokens * L * per_layer
+    activations += tokens * 3 * h * b  # embeddings output, final norm in/out
+    if setup.method == "qlora":
+        # one linear dequantized to the compute dtype at a time
+        activations += max(a * c for a, c in shapes.values()) * b
+    # The optimizer step runs after activations are freed: its temporaries only count where they exceed them.
+    components = {
+        "weights": weights,
+        "adapter": adapter,
+        "gradients": grads,
+        "optimizer": optimizer,
+        "activations": activations,
+        "logits": logits,
+        "optimizer_step_extra": max(0.0, step_temp - activations - logits),
+    }
+    if setup.device == "cuda":
+        components["cuda_overhead"] = CUDA_OVERHEAD_GIB * GIB
+    if setup.optimizer.startswith("paged"):
+        notes.append("paged optimizer: its state can spill to CPU RAM on a spike instead of failing")
+    return Estimate(shape, setup, components, int(trainable), notes)
+
+
+# ---------------------------------------------------------------------------------------------------- verdicts
+
+
+def _changes(setup: TrainSetup) -> list[tuple[str, TrainSetup]]:
+    """Cheapest-first changes that lower memory, each applied on top of the previous ones."""
+    steps: list[tuple[str, TrainSetup]] = []
+    s = setup
+    if not s.grad_checkpointing:
+        s = replace(s, grad_checkpointing=True)
+        steps.append(("turn on gradient checkpointing (about 30% slower, far fewer activations)", s))
+    if not s.optimizer.endswith("8bit"):
+        s = replace(s, optimizer="paged_adamw_8bit")
+        steps.append(("use optim='paged_adamw_8bit'", s))
+    while s.batch > 1:
+        accum = s.grad_accumulation * 2
+        s = replace(s, batch=s.batch // 2, grad_accumulation=accum)
+        steps.append((f"per_device_train_batch_size={s.batch} with gradient_accumulation_steps={accum} "
+                      "(same effective batch)", s))
+    if s.method == "full":
+        s = replace(s, method="lora")
+        steps.append(("train a LoRA adapter instead of all weights", s))
+    if s.method == "lora":
+        s = replace(s, method="qlora")
+        steps.append(("load the base in 4-bit NF4 (QLoRA)", s))
+    while s.seq_len > 256:
+        s = replace(s, seq_len=max(256, s.seq_len // 2))
+        steps.append((f"max_length={s.seq_len} (check how many examples get truncated)", s))
+    return steps
+
+
+def verdict(shape: ModelShape, setup: TrainSetup, memory_gib: float) -> dict[str, Any]:
+    """``fits`` / ``fits with these changes`` (listed) / ``does not fit`` for one memory size. Taught in 03."""
+    budget = memory_gib * HEADROOM
+    first = estimate(shape, setup)
+    if first.total_gib <= budget:
+        return {"verdict": "fits", "total_gib": round(first.total_gib, 2), "changes": []}
+    applied: list[str] = []
+    last = first
+    for description, changed in _changes(setup):
+        applied.append(description)
+        last = estimate(shape, changed)
+        if last.total_gib <= budget:
+            return {"verdict": "fits with these changes", "total_gib": round(last.total_gib, 2), "changes": applied}
+    return {"verdict": "does not fit", "total_gib": round(first.total_gib, 2), "changes": [],
+            "smallest_gib": round(last.total_gib, 2)}
+
+
+def report(shape: ModelShape, setup: TrainSetup, gpus: Sequence[GPU] = GPUS) -> dict[str, Any]:
+    """The estimate and the verdict for every GPU, as one JSON-ready dict. Taught in 03."""
+    est = estimate(shape, setup)
+    return {
+        "model": asdict(shape),
+        "params": shape.total_params(),
+        "setup": asdict(setup),
+        "trainable_params": est.trainable_params,
+        "components_gib": est.gib(),
+        "total_gib": round(est.total_gib, 3),
+        "notes": est.notes,
+        "gpus": {gpu.name: {"memory_gib": gpu.memory_gib, **verdict(shape, setup, gpu.memory_gib)} for gpu in gpus},
+    }
+
+
+def setup_from_profile(cfg: Any, method: str = "qlora", lora_targets: Sequence[str] = LINEAR_NAMES) -> TrainSetup:
+    """The :class:`TrainSetup` a course profile trains with. Taught in 03."""
+    optimizer = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw"}.get(cfg.optim, cfg.optim)
+    if optimizer not in OPTIMIZERS:
+        optimizer = "adamw"
+    return TrainSetup(method=method, seq_len=cfg.max_seq_length, batch=cfg.per_device_batch_size,
+                      lora_r=cfg.lora_r, lora_targets=tuple(lora_targets), optimizer=optimizer,
+                      grad_checkpointing=cfg.gradient_checkpointing,
+                      dtype=cfg.bnb_compute_dtype if method == "qlora" else cfg.torch_dtype, device=cfg.device,
+                      grad_accumulation=cfg.gradient_accumulation_steps)
+
+
+def available_gib(device: str) -> tuple[str, float]:
+    """The memory a run can use here: the first GPU's total, or the machine's available RAM on CPU."""
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            return props.name, props.total_memory / GIB
+    import psutil  # a dependency of accelerate
+
+    return "CPU RAM (available)", psutil.virtual_memory().available / GIB
+
+
+def used_gib(device: str = "cpu") -> float:
+    """Memory in use now: CUDA tensors on a GPU, else this process's resident set (RSS). Taught in 03."""
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.memory_allocated() / GIB
+    import psutil  # a dependency of accelerate
+
+    return psutil.Process().memory_info().rss / GIB
+
+
+def preflight(cfg: Any, method: str = "qlora", limit_gib: float | None = None, model: Any = None,
+              log: Any = print) -> dict[str, Any]:
+    """Estimate the profile's run before loading anything; raise :class:`MemoryPreflightError` if it cannot fit.
+
+    Taught in 03. ``limit_gib`` overrides the detected memory (GPU total, or available RAM on CPU).
+    """
+    shape = resolve_shape(model if model is not None else cfg.model_id)
+    setup = setup_from_profile(cfg, method)
+    where, memory_gib = ("given limit", limit_gib) if limit_gib is not None else available_gib(setup.device)
+    result = verdict(shape, setup, memory_gib)
+    log(f"memory pre-flight: {shape.name} {method}, seq {setup.seq_len} x batch {setup.batch}: "
+        f"~{estimate(shape, setup).total_gib:.2f} GiB on {where} ({memory_gib:.1f} GiB): {result['verdict']}")
+    if result["verdict"] != "fits":
+        todo = "; ".join(result["changes"]) or "use a smaller model or a bigger GPU"
+        raise MemoryPreflightError(
+            f"{shape.name} ({method}, seq {setup.seq_len}, batch {setup.batch}) needs ~{result['total_gib']:.1f} GiB "
+            f"but {where} has {memory_gib:.1f} GiB: {result['verdict']}; change: {todo}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def _print_table(rep: dict[str, Any]) -> None:
+    s = rep["setup"]
+    params = rep["params"]
+    size = f"{params / 1e9:.2f} B" if params >= 1e9 else f"{params / 1e6:.1f} M"
+    print(f"{rep['model']['name']}: {size} params, {s['method']}, seq {s['seq_len']} x batch "
+          f"{s['batch']}, LoRA r={s['lora_r']}, {s['optimizer']}, grad checkpointing {s['grad_checkpointing']}")
+    print(f"trainable parameters: {rep['trainable_params']:,}")
+    for name, value in rep["components_gib"].items():
+        print(f"  {name:<22}{value:>10.3f} GiB")
+    for note in rep["notes"]:
+        print(f"  note: {note}")
+    for gpu, v in rep["gpus"].items():
+        line = f"{gpu:<12} {v['verdict']}"
+        if v["changes"]:
+            line += f" (~{v['total_gib']:.1f} GiB): " + "; ".join(v["changes"])
+        elif v["verdict"] == "does not fit":
+            line += f" (even the smallest setup tried needs ~{v['smallest_gib']:.1f} GiB)"
+        print(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: estimate one setup and print the components and a verdict per GPU."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.memory", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help=f"preset ({', '.join(PRESETS)}), model folder, config.json "
+                                                       "or cached hub id")
+    parser.add_argument("--method", choices=METHODS, default="qlora")
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--lora-targets", default=",".join(LINEAR_NAMES), help="comma-separated linear names")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
+    parser.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="bfloat16")
+    parser.add_argument("--grad-checkpointing", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    try:
+        shape = resolve_shape(args.model)
+        setup = TrainSetup(method=args.method, seq_len=args.seq_len, batch=args.batch, lora_r=args.lora_r,
+                           lora_targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()),
+                           optimizer=args.optimizer, grad_checkpointing=args.grad_checkpointing, dtype=args.dtype)
+    except MemoryEstimateError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rep = report(shape, setup)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        _print_table(rep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

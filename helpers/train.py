@@ -1,0 +1,597 @@
+"""QLoRA training glue: configs, assistant-mask checks, live curves, resume, run manifest. Taught in 03_qlora_training.
+
+Notebook 03 builds ``BitsAndBytesConfig``, ``LoraConfig``, ``SFTConfig`` and ``SFTTrainer`` in view of the learner;
+this module holds the glue around them and :func:`train_adapter`, the same recipe in one call for later notebooks
+("teach once, import after": ``tests/test_train.py`` checks that both build the same configs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from helpers.config import SEED, TICKETS_DIR, Profile
+
+if TYPE_CHECKING:  # heavy imports stay out of module import time
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+MANIFEST_NAME = "run_manifest.json"
+CURVES_NAME = "loss_curves.png"
+LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
+
+
+class TrainingSetupError(ValueError):
+    """A training setup that would fail or silently train on nothing; the message names what, where and the fix."""
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """The recipe's values that are the same on every profile (the profile sets sizes, steps and dtypes)."""
+
+    lora_dropout: float = 0.05
+    target_modules: str | tuple[str, ...] = "all-linear"  # every Linear in the blocks (q,k,v,o,gate,up,down)
+    eval_steps: int = 50  # evaluate and checkpoint every N optimizer steps
+    logging_steps: int = 5
+    warmup_steps: float = 0.05  # < 1: a fraction of max_steps (transformers 5 dropped warmup_ratio)
+    lr_scheduler_type: str = "cosine"
+    early_stopping_patience: int = 3  # evaluations without a better eval loss before stopping
+    save_total_limit: int = 2  # the best checkpoint is always kept on top of the newest ones
+    packing_threshold: float = 0.2  # pack when padding would waste more than this fraction of the tokens
+
+
+DEFAULTS = TrainDefaults()
+
+
+# ---------------------------------------------------------------------------------------------------- configs
+
+
+def lora_config(cfg: Profile, dropout: float = DEFAULTS.lora_dropout,
+                target_modules: str | Sequence[str] = DEFAULTS.target_modules) -> "LoraConfig":
+    """The adapter of the course recipe: rank and alpha from the profile, causal-LM task. Taught in 03."""
+    from peft import LoraConfig
+
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=dropout, target_modules=targets,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def precision(cfg: Profile, capability: tuple[int, int] | None = None, log: Callable[[str], None] = print
+              ) -> tuple[Profile, dict[str, bool]]:
+    """The profile with bf16 switched to fp16 below compute capability 8, and the trainer's bf16/fp16 flags. Taught in 03.
+
+    ``capability`` is the GPU's (major, minor); ``None`` reads it from CUDA (no GPU: fp32 training, both flags off).
+    """
+    if capability is None and cfg.device == "cuda":
+        import torch
+
+        capability = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
+    if capability is None:
+        return cfg, {"bf16": False, "fp16": False}
+    wants_bf16 = "bfloat16" in (cfg.torch_dtype, cfg.bnb_compute_dtype)
+    if wants_bf16 and capability[0] < 8:
+        # torch.cuda.is_bf16_supported() can say yes here (emulated): decide on compute capability instead.
+        log(f"compute capability {capability[0]}.{capability[1]} has no native bf16: profile {cfg.name!r} switched "
+            f"to fp16 (torch_dtype and bnb_4bit_compute_dtype)")
+        cfg = cfg.replace(torch_dtype="float16", bnb_compute_dtype="float16")
+    half = cfg.bnb_compute_dtype if cfg.load_in_4bit else cfg.torch_dtype
+    return cfg, {"bf16": half == "bfloat16", "fp16": half == "float16"}
+
+
+def sft_config(cfg: Profile, output_dir: str | Path, packing: bool = False, flags: dict[str, bool] | None = None,
+               defaults: TrainDefaults = DEFAULTS, seed: int = SEED, **overrides: Any) -> "SFTConfig":
+    """The ``SFTConfig`` of the course recipe (assistant-only loss, eval + checkpoint every N steps). Taught in 03."""
+    from trl import SFTConfig
+
+    flags = flags if flags is not None else precision(cfg, log=lambda _m: None)[1]
+    values: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        per_device_eval_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=defaults.lr_scheduler_type,
+        warmup_steps=defaults.warmup_steps,
+        optim=cfg.optim,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        max_length=cfg.max_seq_length,
+        assistant_only_loss=True,
+        packing=packing,
+        eval_strategy="steps",
+        eval_steps=defaults.eval_steps,
+        save_steps=defaults.eval_steps,
+        save_total_limit=defaults.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        logging_steps=defaults.logging_steps,
+        report_to="none",
+        seed=seed,
+        **flags,
+    )
+    values.update(overrides)
+    return SFTConfig(**values)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a bad line raises with file:line and the fix. Taught in 03."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingSetupError(f"{path} not found: build the splits with `python -m helpers.data` (02_dataset)")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise TrainingSetupError(f"{path}:{number}: not valid JSON ({err.msg}): fix or delete that line") from None
+    return rows
+
+
+def split_path(name: str) -> Path:
+    """``data/tickets/<name>.jsonl`` (``train``, ``validation`` or ``test``)."""
+    return TICKETS_DIR / f"{name}.jsonl"
+
+
+def to_dataset(rows: Sequence[dict[str, Any]]) -> "Dataset":
+    """A ``datasets.Dataset`` with only the ``messages`` column SFTTrainer reads. Taught in 03."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{"messages": row["messages"]} for row in rows])
+
+
+@dataclass
+class MaskReport:
+    """How many tokens of each row the assistant-only loss trains on (after truncation to ``max_length``)."""
+
+    rows: int
+    fully_masked: list[int]  # row indices with no trained token left
+    truncated: int  # rows longer than max_length
+    mean_tokens: float
+    mean_trained_tokens: float
+    max_tokens: int
+    lengths: list[int] = field(repr=False, default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers without the per-row lengths (for the manifest)."""
+        out = asdict(self)
+        out.pop("lengths")
+        out["fully_masked"] = len(self.fully_masked)
+        return out
+
+
+def check_assistant_masks(tokenizer: "PreTrainedTokenizerBase", rows: Sequence[dict[str, Any]], max_length: int,
+                          where: str = "train") -> MaskReport:
+    """Check, before training, that assistant-only loss has tokens to train on in every row. Taught in 03."""
+    from trl.chat_template_utils import has_generation_markers
+
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise TrainingSetupError("the tokenizer has no chat template: load it with helpers.models.load_tokenizer(cfg) "
+                                 "or set tokenizer.chat_template to one with {% generation %} markers")
+    if not has_generation_markers(template):
+        raise TrainingSetupError(
+            "the tokenizer's chat template does not mark assistant turns ({% generation %}...{% endgeneration %} is "
+            "missing), so assistant_only_loss=True would train on nothing: wrap the assistant content and its "
+            "end-of-turn token in those markers (see helpers.models.CHAT_TEMPLATE) or use a template TRL can patch "
+            "(trl.chat_template_utils.get_training_chat_template)")
+    lengths, trained, fully_masked, truncated = [], [], [], 0
+    for i, row in enumerate(rows):
+        out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        mask = list(out["assistant_masks"])[:max_length]
+        truncated += len(out["input_ids"]) > max_length
+        lengths.append(min(len(out["input_ids"]), max_length))
+        trained.append(sum(mask))
+        if sum(mask) == 0:
+            fully_masked.append(i)
+    n = len(lengths)
+    report = MaskReport(rows=n, fully_masked=fully_masked, truncated=truncated,
+                        mean_tokens=sum(lengths) / max(n, 1), mean_trained_tokens=sum(trained) / max(n, 1),
+                        max_tokens=max(lengths, default=0), lengths=lengths)
+    if n == 0:
+        raise TrainingSetupError(f"the {where} split has no rows: build the splits with `python -m helpers.data`")
+    if len(fully_masked) == n:
+        raise TrainingSetupError(
+            f"every label is masked in the {where} split ({n} of {n} rows have no assistant token within "
+            f"max_length={max_length}): the loss would be zero or every row dropped; give each row an assistant "
+            f"answer and raise max_length above the prompt length (longest row: {report.max_tokens} tokens)")
+    if fully_masked:
+        print(f"warning: {len(fully_masked)} of {n} {where} rows have no assistant token within max_length="
+              f"{max_length} (first: row {fully_masked[0]}); SFTTrainer drops them: raise max_length to keep them")
+    return report
+
+
+def padding_fraction(lengths: Sequence[int], batch_size: int, seed: int = SEED) -> float:
+    """Fraction of the tokens in shuffled, padded batches that would be padding. Taught in 03."""
+    order = list(lengths)
+    random.Random(seed).shuffle(order)
+    real = padded = 0
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        real += sum(batch)
+        padded += max(batch) * len(batch)
+    return 1 - real / padded if padded else 0.0
+
+
+def packing_helps(lengths: Sequence[int], batch_size: int, threshold: float = DEFAULTS.packing_threshold) -> bool:
+    """Pack several rows per sequence only when padding would waste more than ``threshold``. Taught in 03."""
+    return padding_fraction(lengths, batch_size) > threshold
+
+
+# ---------------------------------------------------------------------------------------------------- model
+
+
+def match_adapter_dtype(model: "PreTrainedModel", cfg: Profile) -> int:
+    """Keep the LoRA weights in fp32 unless the compute dtype is bf16; returns how many tensors were cast. Taught in 03.
+
+    TRL casts the adapter of a 4-bit model to bf16 (the QLoRA paper's choice). That suits bf16 GPUs, but on a CPU
+    (fp32 compute) every LoRA matmul would run in slow bf16, and fp16 mixed precision (T4) needs fp32 trainable weights.
+    """
+    import torch
+
+    if cfg.bnb_compute_dtype == "bfloat16":
+        return 0
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+            cast += 1
+    return cast
+
+
+def trainable_parameters(model: "PreTrainedModel") -> dict[str, float]:
+    """Trainable and total parameter counts (4-bit weights counted as parameters, not packed bytes). Taught in 03."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        if getattr(param, "quant_state", None) is not None or param.__class__.__name__ == "Params4bit":
+            n *= 2  # two 4-bit values are packed in each uint8 element
+        total += n
+        trainable += n if param.requires_grad else 0
+    return {"trainable": trainable, "total": total, "percent": 100 * trainable / max(total, 1)}
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` folder in ``output_dir`` (for ``resume=True``), or ``None``. Taught in 03."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(output_dir)
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+# ---------------------------------------------------------------------------------------------------- live curves
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class _LiveCurvesImpl:
+    """Trainer callback: live loss / eval-loss plot, alerts for NaN, zero loss and overfitting. Taught in 03.
+
+    In a notebook the figure updates in place; without one (a script, CI) it is saved as ``loss_curves.png`` in
+    ``output_dir`` after every evaluation and at the end. A NaN loss stops training (nothing useful follows it).
+    Use it as ``train.LiveCurves(output_dir)``: the class subclasses ``transformers.TrainerCallback`` and is built
+    on first use so that importing this module stays light.
+    """
+
+    def __init__(self, output_dir: str | Path | None = None, overfit_patience: int = 2, draw: bool = True,
+                 log: Callable[[str], None] = print) -> None:
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.overfit_patience = overfit_patience
+        self.draw = draw
+        self.log = log
+        self.train: list[tuple[int, float]] = []
+        self.eval: list[tuple[int, float]] = []
+        self.alerts: list[str] = []
+        self._handle: Any = None
+
+    def _alert(self, message: str) -> None:
+        if message not in self.alerts:
+            self.alerts.append(message)
+            self.log(f"ALERT: {message}")
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        logs = logs or {}
+        step = state.global_step
+        if "loss" in logs:
+            loss = float(logs["loss"])
+            self.train.append((step, loss))
+            if math.isnan(loss) or math.isinf(loss):
+                self._alert(f"training loss is {loss} at step {step}: lower the learning rate, check fp16 overflow "
+                            "(use bf16 or fp32), and look for empty or broken rows; training stopped")
+                control.should_training_stop = True
+            elif loss == 0.0:
+                self._alert(f"training loss is exactly 0 at step {step}: usually every label is masked (check "
+                            "train.check_assistant_masks) or the data leaks the answer")
+        if "eval_loss" in logs:
+            self.eval.append((step, float(logs["eval_loss"])))
+            self._check_overfit()
+            self._save_png()
+        self._redraw()
+
+    def _check_overfit(self) -> None:
+        k = self.overfit_patience
+        if len(self.eval) <= k or len(self.train) < 2:
+            return
+        recent = [loss for _, loss in self.eval[-(k + 1):]]
+        rising = all(b > a for a, b in zip(recent, recent[1:]))
+        train_falling = self.train[-1][1] < self.train[max(0, len(self.train) - 1 - 2 * k)][1]
+        if rising and train_falling:
+            self._alert(f"eval loss rose {k} evaluations in a row (now {recent[-1]:.3f}) while training loss fell: "
+                        "overfitting; early stopping keeps the best checkpoint, or use fewer steps / more data")
+
+    def figure(self) -> Any:
+        """The loss / eval-loss figure (matplotlib)."""
+        import matplotlib
+
+        if not _in_notebook():
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        if self.train:
+            ax.plot(*zip(*self.train), label="training loss")
+        if self.eval:
+            ax.plot(*zip(*self.eval), "o-", label="eval loss (validation split)")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("cross-entropy (assistant tokens)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        plt.close(fig)
+        return fig
+
+    def _redraw(self) -> None:
+        if not (self.draw and _in_notebook() and (self.train or self.eval)):
+            return
+        from IPython.display import display
+
+        fig = self.figure()
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+
+    def _save_png(self) -> Path | None:
+        if self.output_dir is None or not (self.train or self.eval):
+            return None
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / CURVES_NAME
+        self.figure().savefig(path, dpi=100)
+        return path
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._save_png()
+
+
+def _live_curves_class() -> type:
+    if "LiveCurves" not in globals():
+        from transformers import TrainerCallback
+
+        globals()["LiveCurves"] = type("LiveCurves", (_LiveCurvesImpl, TrainerCallback), {"__module__": __name__})
+    return globals()["LiveCurves"]
+
+
+def __getattr__(name: str) -> Any:
+    """Build ``LiveCurves`` (a ``TrainerCallback`` subclass) on first access, importing transformers only then."""
+    if name == "LiveCurves":
+        return _live_curves_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------------- manifest
+
+
+def library_versions() -> dict[str, str | None]:
+    """Python and the training libraries' versions (``None`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def hardware() -> dict[str, Any]:
+    """The machine the run used: CPU, cores, RAM, and the GPU name / capability / memory when there is one."""
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
+                            "cpu_count": os.cpu_count()}
+    try:
+        info["ram_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        info["ram_gib"] = None
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
+                       "memory_gib": round(props.total_memory / 2**30, 1)}
+    else:
+        info["gpu"] = None
+    return info
+
+
+def _to_jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any], data_files: Sequence[str | Path],
+                   validation: dict[str, Any], metrics: dict[str, Any], wall_time_s: float,
+                   seed: int = SEED) -> Path:
+    """Write ``run_manifest.json`` beside the adapter: data hashes, checks, configs, versions, hardware. Taught in 03."""
+    from helpers.models import sha256
+
+    files = {}
+    for f in data_files:
+        p = Path(f)
+        files[str(p)] = {"sha256": sha256(p), "bytes": p.stat().st_size} if p.is_file() else {"sha256": None}
+    manifest = {
+        "profile": cfg.name,
+        "profile_settings": asdict(cfg),
+        "data_files": files,
+        "validation": validation,
+        "configs": {name: (c.to_dict() if hasattr(c, "to_dict") else c) for name, c in configs.items()},
+        "versions": library_versions(),
+        "hardware": hardware(),
+        "seed": seed,
+        "wall_time_s": round(wall_time_s, 1),
+        "metrics": metrics,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    path = Path(adapter_dir) / MANIFEST_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_to_jsonable(manifest), indent=2) + "\n")
+    return path
+
+
+def final_metrics(trainer: "SFTTrainer") -> dict[str, Any]:
+    """Steps run, last training loss, best and last eval loss, from the trainer's log history. Taught in 03."""
+    history = trainer.state.log_history
+    train_losses = [h["loss"] for h in history if "loss" in h]
+    eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+    summary = next((h for h in reversed(history) if "train_loss" in h), {})
+    return {
+        "global_step": trainer.state.global_step,
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "mean_train_loss": summary.get("train_loss"),
+        "best_eval_loss": min(eval_losses) if eval_losses else None,
+        "last_eval_loss": eval_losses[-1] if eval_losses else None,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- one call
+
+
+def train_adapter(
+    cfg: Profile,
+    output_dir: str | Path,
+    train_rows: Sequence[dict[str, Any]] | None = None,
+    eval_rows: Sequence[dict[str, Any]] | None = None,
+    resume: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    defaults: TrainDefaults = DEFAULTS,
+    memory_limit_gib: float | None = None,
+    data_files: Sequence[str | Path] | None = None,
+    callbacks: Sequence[Any] = (),
+    seed: int = SEED,
+    **sft_overrides: Any,
+) -> Path:
+    """Notebook 03's QLoRA recipe in one call: pre-flight, 4-bit load, LoRA, SFT, save adapter + manifest. Taught in 03.
+
+    Rows default to ``data/tickets/{train,validation}.jsonl``. Checkpoints go to ``checkpoint_dir`` (default
+    ``<output_dir>/checkpoints``); ``resume=True`` continues from the newest one there. Returns ``output_dir``.
+    """
+    from transformers import EarlyStoppingCallback
+    from trl import SFTTrainer
+
+    from helpers import memory
+    from helpers.config import set_seed
+    from helpers.models import bnb_config, load_model, load_tokenizer
+
+    started = time.time()
+    output_dir = Path(output_dir)
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else output_dir / "checkpoints"
+    cfg, flags = precision(cfg)
+    memory.preflight(cfg, limit_gib=memory_limit_gib)  # raises before anything is loaded when it cannot fit
+    if train_rows is None:
+        data_files = [split_path("train"), split_path("validation")]
+        train_rows, eval_rows = read_jsonl(data_files[0]), read_jsonl(data_files[1])
+    tokenizer = load_tokenizer(cfg)
+    train_check = check_assistant_masks(tokenizer, train_rows, cfg.max_seq_length, "train")
+    eval_check = check_assistant_masks(tokenizer, eval_rows or [], cfg.max_seq_length, "validation") \
+        if eval_rows else None
+    packing = packing_helps(train_check.lengths, cfg.per_device_batch_size, defaults.packing_threshold)
+
+    set_seed(seed)
+    model = load_model(cfg, quantized=cfg.load_in_4bit)
+    peft_config = lora_config(cfg, defaults.lora_dropout, defaults.target_modules)
+    overrides = dict(sft_overrides)
+    if not eval_rows:  # no validation split: no evaluation, best-model selection or early stopping
+        overrides.update(eval_strategy="no", load_best_model_at_end=False)
+    training_args = sft_config(cfg, checkpoint_dir, packing=packing, flags=flags, defaults=defaults, seed=seed,
+                               **overrides)
+    cbs = list(callbacks) or [_live_curves_class()(output_dir, draw=False)]
+    if eval_rows:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=defaults.early_stopping_patience))
+    trainer = SFTTrainer(model=model, args=training_args, train_dataset=to_dataset(train_rows),
+                         eval_dataset=to_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=cbs)
+    match_adapter_dtype(trainer.model, cfg)
+    checkpoint = last_checkpoint(checkpoint_dir) if resume else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    metrics = {**final_metrics(trainer), **trainable_parameters(trainer.model), "resumed_from": checkpoint}
+    validation = {"train": train_check.summary(), "validation": eval_check.summary() if eval_check else None,
+                  "padding_fraction": padding_fraction(train_check.lengths, cfg.per_device_batch_size),
+                  "packing": packing}
+    write_manifest(output_dir, cfg, {"bnb": bnb_config(cfg) if cfg.load_in_4bit else None, "lora": peft_config,
+                                     "sft": training_args}, data_files or [], validation, metrics,
+                   time.time() - started, seed)
+    return output_dir
+
+
+# ---------------------------------------------------------------------------------------------------- comparison
+
+
+def quick_run(cfg: Profile, method: str, steps: int, train_rows: Sequence[dict[str, Any]],
+              eval_rows: Sequence[dict[str, Any]], seed: int = SEED) -> dict[str, Any]:
+    """Train briefly with ``full``, ``lora`` or ``qlora`` and measure it (for the comparison table). Taught in 03."""
+    import tempfile
+
+    from trl import SFTTrainer
+
+    from helpers import memory
+    from helpers.config import set_seed
+    from helpers.models import load_model, load_tokenizer
+
+    if method not in memory.METHODS:
+        raise TrainingSetupError(f"method {method!r} is not one of {', '.join(memory.METHODS)}")
+    tokenizer = load_tokenizer(cfg)
+    set_seed(seed)
+    model = load_model(cfg, quantized=method == "qlora")
+    weights_mb = model.get_memory_footprint() / 2**20
+    peft_config = None if method == "full" else lora_config(cfg)
+    lr = cfg.learning_rate / 10 if method == "full" else cfg.learning_rate  # all weights move: a smaller step
+    cfg_flags = precision(cfg, log=lambda _m: None)[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        args = sft_config(cfg, tmp, flags=cfg_flags, seed=seed, max_steps=steps, learning_rate=lr,
+                          eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                          logging_steps=max(1, steps // 4), disable_tqdm=True)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(train_rows),
+                             eval_dataset=to_dataset(eval_rows), processing_class=tokenizer, peft_config=peft_config)
+        match_adapter_dtype(trainer.model, cfg)
+        started = time.time()
+        trainer.train()
+        seconds = time.time() - started
+        eval_loss = trainer.evaluate()["eval_loss"]
+    est = memory.estimate(memory.resolve_shape(model.config), memory.setup_from_profile(cfg, method))
+    counts = trainable_parameters(trainer.model)
+    return {"method": method, "trainable_params": counts["trainable"], "trainable_%": round(counts["percent"], 2),
+            "weights_mb (measured)": round(weights_mb, 1), "est_peak_gib": round(est.total_gib, 3),
+            "train_s": round(seconds, 1), "eval_loss": round(eval_loss, 4)}

@@ -1,0 +1,116 @@
+"""Tests of helpers.memory: exact parameter counts, the estimate's structure, verdicts, config resolution, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from helpers import config, memory
+from helpers.memory import PRESETS, MemoryEstimateError, MemoryPreflightError, TrainSetup, estimate
+
+
+def test_nf4_double_quant_bits_match_the_qlora_paper():
+    assert math.isclose(memory.NF4_DQ_BITS, 4.127, abs_tol=5e-4)
+
+
+def test_preset_parameter_counts_match_the_published_models():
+    assert PRESETS["llama-7b"].total_params() == 6_738_415_616  # LLaMA 7B
+    assert PRESETS["llama-3-8b"].total_params() == 8_030_261_248  # Meta-Llama-3-8B
+
+
+def test_lora_trainable_count_matches_peft_on_a_real_model():
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    model = get_peft_model(LlamaForCausalLM(hf), LoraConfig(r=8, target_modules="all-linear"))
+    counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    shape = memory.resolve_shape(hf)
+    assert estimate(shape, TrainSetup(method="lora", lora_r=8)).trainable_params == counted
+    assert shape.total_params() == sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_qlora_weights_are_about_a_quarter_of_16_bit():
+    shape = PRESETS["llama-65b"]
+    q = estimate(shape, TrainSetup(method="qlora")).components["weights"]
+    lora = estimate(shape, TrainSetup(method="lora")).components["weights"]
+    assert 0.25 < q / lora < 0.28  # 4.127/16 for the linears, 16-bit embeddings/head on top
+    assert 32 < q / memory.GIB < 34
+
+
+def test_each_knob_moves_the_component_it_should():
+    shape = PRESETS["llama-7b"]
+    base = estimate(shape, TrainSetup(method="qlora", seq_len=512, batch=4))
+    ckpt = estimate(shape, TrainSetup(method="qlora", seq_len=512, batch=4, grad_checkpointing=True))
+    eight = estimate(shape, TrainSetup(method="qlora", seq_len=512, batch=4, optimizer="paged_adamw_8bit"))
+    longer = estimate(shape, TrainSetup(method="qlora", seq_len=1024, batch=4))
+    full = estimate(shape, TrainSetup(method="full", seq_len=512, batch=4))
+    assert ckpt.components["activations"] < base.components["activations"] / 5
+    assert eight.components["optimizer"] == base.components["optimizer"] / 4
+    assert longer.components["logits"] == 2 * base.components["logits"]
+    assert full.components["optimizer"] == shape.total_params() * 12  # fp32 m, v + master copy of 16-bit weights
+    assert full.total > 100 * memory.GIB > base.total
+
+
+def test_verdicts_fit_change_and_refuse():
+    small = memory.verdict(PRESETS["llama-7b"], TrainSetup(method="qlora", seq_len=512, batch=1,
+                                                            grad_checkpointing=True), 15.0)
+    assert small["verdict"] == "fits"
+    tight = memory.verdict(PRESETS["llama-7b"], TrainSetup(method="qlora", seq_len=2048, batch=16), 15.0)
+    assert tight["verdict"] == "fits with these changes"
+    assert any("gradient checkpointing" in c for c in tight["changes"]) and tight["total_gib"] <= 15.0
+    huge = memory.verdict(PRESETS["llama-65b"], TrainSetup(method="qlora"), 15.0)
+    assert huge["verdict"] == "does not fit" and huge["smallest_gib"] > 15.0
+
+
+def test_report_covers_every_gpu():
+    rep = memory.report(PRESETS["llama-3-8b"], TrainSetup(method="qlora", seq_len=512, batch=4))
+    assert set(rep["gpus"]) == {g.name for g in memory.GPUS}
+    assert math.isclose(sum(v for k, v in rep["components_gib"].items() if k != "total"),
+                        rep["components_gib"]["total"], abs_tol=0.01)
+
+
+def test_shapes_from_config_json_file_folder_and_errors(tmp_path, monkeypatch):
+    cfg = {"vocab_size": 1000, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert memory.resolve_shape(tmp_path) == memory.resolve_shape(tmp_path / "config.json")
+    assert memory.resolve_shape(tmp_path).kv_size == 64
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"vocab_size": 10,\n oops}')
+    with pytest.raises(MemoryEstimateError, match=r"bad.json:2"):
+        memory.resolve_shape(bad)
+    with pytest.raises(MemoryEstimateError, match="lacks"):
+        memory.shape_from_config({"hidden_size": 8})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MemoryEstimateError, match="preset"):
+        memory.resolve_shape("nobody/no-such-model-xyz")
+    assert memory.resolve_shape("meta-llama/Meta-Llama-3-8B-Instruct") == PRESETS["llama-3-8b"]
+
+
+def test_bad_setup_values_raise():
+    with pytest.raises(MemoryEstimateError, match="method"):
+        TrainSetup(method="prefix")
+    with pytest.raises(MemoryEstimateError, match="LoRA targets"):
+        TrainSetup(lora_targets=("qkv",))
+
+
+def test_preflight_refuses_before_loading_and_passes_when_it_fits():
+    cfg = config.get_profile("a100")
+    shape = PRESETS["qwen2.5-7b"]
+    with pytest.raises(MemoryPreflightError, match="change:"):
+        memory.preflight(cfg.replace(per_device_batch_size=64, max_seq_length=4096), model=shape, limit_gib=40,
+                         log=lambda _m: None)
+    assert memory.preflight(cfg, model=shape, limit_gib=80, log=lambda _m: None)["verdict"] == "fits"
+
+
+def test_cli_json(capsys):
+    code = memory.main(["--model", "llama-7b", "--method", "qlora", "--seq-len", "512", "--batch", "4",
+                        "--grad-checkpointing", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["setup"]["grad_checkpointing"] is True
+    assert out["components_gib"]["weights"] > 3 and out["gpus"]["T4 16 GB"]["verdict"] == "fits"
+    assert memory.main(["--model", "./missing-folder"]) == 2
