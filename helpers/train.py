@@ -127,19 +127,17 @@ def sft_config(cfg: Profile, output_dir: str | Path, packing: bool = False, flag
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a bad line raises with file:line and the fix. Taught in 03."""
+    """Rows of a split file, read by the data stage's reader; a missing file says how to build it. Taught in 03."""
+    from helpers.data.formats import DataFormatError
+    from helpers.data.formats import read_jsonl as read_rows
+
     path = Path(path)
     if not path.is_file():
         raise TrainingSetupError(f"{path} not found: build the splits with `python -m helpers.data` (02_dataset)")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise TrainingSetupError(f"{path}:{number}: not valid JSON ({err.msg}): fix or delete that line") from None
-    return rows
+    try:
+        return read_rows(path)
+    except DataFormatError as err:  # "PATH:LINE: CODE: message" with the fix
+        raise TrainingSetupError(str(err)) from None
 
 
 def split_path(name: str) -> Path:
