@@ -91,8 +91,7 @@ def bnb_config(cfg: Profile) -> "BitsAndBytesConfig":
 
 def _check_source(model_id: str) -> None:
     """Fail early, in one line, for a missing local path or a hub id that cannot be fetched offline."""
-    looks_local = model_id.startswith((".", "/", "~")) or os.sep in model_id and Path(model_id).anchor
-    if looks_local or Path(model_id).exists():
+    if model_id.startswith((".", "/", "~")) or Path(model_id).exists():
         path = Path(model_id).expanduser()
         if not (path / "config.json").is_file():
             raise ModelLoadError(

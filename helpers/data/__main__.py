@@ -6,21 +6,17 @@ Taught in 02_dataset. ``build`` regenerates ``data/tickets/`` byte for byte (fix
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from helpers.config import TICKETS_DIR
+from helpers.models import sha256
 
 BUILD_FILES = ("tickets.jsonl", "schema.json", "clean.jsonl", "rejects.jsonl", "train.jsonl", "validation.jsonl",
                "test.jsonl")
 BUILD_N = 1800
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build(out_dir: Path = TICKETS_DIR, n: int = BUILD_N, log: Any = print) -> dict[str, Any]:
@@ -57,7 +53,7 @@ def build(out_dir: Path = TICKETS_DIR, n: int = BUILD_N, log: Any = print) -> di
     info = {"n": n, "counts": counts, "clean": cleaned.stats, "planted": (len(caught), len(planted)),
             "leakage": leakage.summary(),
             "balance": {name: cleaned_balance(split) for name, split in splits.items()},
-            "sha256": {name: _sha256(out_dir / name) for name in BUILD_FILES},
+            "sha256": {name: sha256(out_dir / name) for name in BUILD_FILES},
             "seeds": {"generator": generate.DEFAULT_SEED, "split": split_cfg.seed}, "split": split_cfg}
     (out_dir / "README.md").write_text(_readme(info), encoding="utf-8")
     log(f"wrote {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers.data.formats import write_jsonl  # noqa: F401  (re-exported: generate.write_jsonl)
+
 GENERATOR = "helpers.data.generate/v1"
 DEFAULT_SEED = 20261121
 
@@ -406,15 +408,6 @@ def pretraining_texts(n: int = 4000, seed: int = 7) -> list[str]:
     """Unlabelled ticket texts (a different seed from the dataset) for the tiny model's domain pretraining."""
     rng = random.Random(seed)
     return [make_ticket(rng, i).text for i in range(n)]
-
-
-def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Write rows as UTF-8 JSONL, one object per line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
 
 
 def write_schema(path: Path) -> Path:
