@@ -474,7 +474,7 @@ def plot_ab(table: "pd.DataFrame", title: str = "tuned - base (95% paired bootst
 # ---------------------------------------------------------------------------------------------------- judge
 
 JUDGE_RUBRIC = """You are grading two answers to the same support-ticket extraction task.
-The correct answer is a JSON object with the keys category, product, order_id, priority, summary.
+The correct answer is a JSON object with the keys summary, category, product, order_id, priority.
 Score each answer on: (1) valid JSON with exactly those keys; (2) category, product, order_id and priority correct
 for the ticket (null when the ticket does not say; never an invented order id); (3) a short, faithful summary.
 Judge content only: ignore the order in which the answers are shown and their length.
@@ -820,9 +820,9 @@ FLUENCY_SENTENCES = (
 # Raw-text continuations whose greedy completion (6 tokens) must contain ``expected``: set phrases of the tiny model's
 # pretraining text that the shipped base model completes (checked in 04_evaluation before any adapter is applied).
 CONTINUATIONS = (
-    ("doc_return_true", "Return True if the", "object"),
-    ("doc_list_of", "Return a list of", "string"),
-    ("doc_create", "Create a new", "object"),
+    ("doc_file_exist", "If the file does not", "exist"),
+    ("doc_new_copy", "Return a new", "copy"),
+    ("doc_name_of", "Return the name of the", "object"),
     ("ticket_emergency", "Please treat this as an", "emergency"),
     ("ticket_arrive", "was supposed to arrive last", "week"),
     ("ticket_right_now", "I need an answer right", "now"),

@@ -34,13 +34,15 @@ SPECIAL_TOKENS = ("<|end|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>
 EOS, PAD = "<|end|>", "<|pad|>"
 
 # Assistant turns sit inside {% generation %} so trainers can compute assistant-only loss masks; the <|end|> that
-# closes an answer is inside the block, so the model learns to stop.
+# closes an answer is inside the block, so the model learns to stop. System and user turns end with a newline, not
+# <|end|>: pretraining put <|end|> between unrelated documents, so a template that closed the ticket's turn with it
+# would tell the model that nothing before the answer matters.
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- if message['role'] == 'assistant' -%}"
     "{{ '<|assistant|>\n' }}{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}{{ '\n' }}"
     "{%- else -%}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '\n' }}"
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"
@@ -65,7 +67,7 @@ class TinyRecipe:
     max_position_embeddings: int = 1024
     seq_len: int = 256
     batch_size: int = 16
-    steps: int = 800
+    steps: int = 1000
     learning_rate: float = 3e-3
     warmup_steps: int = 50
     weight_decay: float = 0.1
@@ -321,7 +323,8 @@ def build_tiny(out_dir: Path = TINY_MODEL_DIR, recipe: TinyRecipe = TinyRecipe()
         "params": sum(p.numel() for p in model.parameters()),
         "corpus": {"documents": len(docs), "heldout_documents": n_held, "train_tokens": int(train_blocks.numel()),
                    "heldout_tokens": int(held_blocks.numel()),
-                   "sources": ["python stdlib docstrings (ast)", "helpers.data.generate.pretraining_texts(seed=7)"]},
+                   "sources": ["python stdlib docstrings (ast)",
+                               "support threads: helpers.data.generate.pretraining_texts(seed=7)"]},
         "heldout_loss": round(heldout, 4),
         "heldout_perplexity": round(math.exp(heldout), 2),
         "uniform_perplexity": len(tokenizer),
@@ -351,6 +354,11 @@ as the GPU profiles. It continues text; it does not follow instructions until th
   {result['built_with']['machine']} with Python {result['built_with']['python']}, torch {result['built_with']['torch']}.
 - Pretraining text: {c['documents']} documents ({', '.join(c['sources'])}), {c['train_tokens'] / 1e6:.2f} M training
   tokens, {r['steps']} steps of {r['batch_size']} x {r['seq_len']} tokens, AdamW, cosine schedule, peak lr {r['learning_rate']}.
+- Why support threads: each is a ticket (generated with another seed than the course dataset) followed by an agent's
+  prose reply that names the product, the order, the team and the priority, and sometimes quotes the ticket. They
+  teach the model to *read* a ticket and copy from it, the ability a real base model brings to fine-tuning; a model
+  pretrained on bare tickets continued text well but ignored what a ticket said. No JSON and no system prompt appear
+  in the corpus: the format is fine-tuning's job.
 - Held-out perplexity: **{result['heldout_perplexity']}** on {c['heldout_tokens']} tokens of held-out documents, against
   {result['uniform_perplexity']} for a uniform guess over the vocabulary.
 - Files: `recipe.json` (every setting and the numbers above), `training_log.csv` (loss per step, held-out loss every

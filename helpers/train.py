@@ -41,7 +41,7 @@ class TrainDefaults:
 
     lora_dropout: float = 0.05
     target_modules: str | tuple[str, ...] = "all-linear"  # every Linear in the blocks (q,k,v,o,gate,up,down)
-    eval_steps: int = 50  # evaluate and checkpoint every N optimizer steps
+    eval_steps: int = 100  # evaluate and checkpoint every N optimizer steps
     logging_steps: int = 5
     warmup_steps: float = 0.05  # < 1: a fraction of max_steps (transformers 5 dropped warmup_ratio)
     lr_scheduler_type: str = "cosine"
@@ -250,6 +250,30 @@ def match_adapter_dtype(model: "PreTrainedModel", cfg: Profile) -> int:
             param.data = param.data.float()
             cast += 1
     return cast
+
+
+def keep_4bit_trainable(model: "PreTrainedModel") -> int:
+    """Undo and switch off bitsandbytes' CPU inference packing of 4-bit weights; returns the layers changed. Taught in 03.
+
+    On a CPU with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit layer for a faster kernel the first time the layer
+    runs in eval mode without gradients (a generation, an evaluation pass). That kernel has no backward, so training
+    afterwards gets no gradient through the frozen weights and quietly learns far less. Call this before training.
+    """
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+    from bitsandbytes.nn import Linear4bit
+
+    changed = 0
+    for module in model.modules():
+        if not isinstance(module, Linear4bit):
+            continue
+        state = module.weight.quant_state
+        packed = state is not None and getattr(state, "packing_format_for_cpu", False)
+        if packed:
+            module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                module.weight.data, state)
+        changed += int(packed or getattr(module, "support_avx512bf16_for_cpu", False))
+        module.support_avx512bf16_for_cpu = False  # evaluation passes during training must not repack either
+    return changed
 
 
 def trainable_parameters(model: "PreTrainedModel") -> dict[str, float]:
@@ -540,6 +564,7 @@ def train_adapter(
                          eval_dataset=to_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=cbs)
     match_adapter_dtype(trainer.model, cfg)
+    keep_4bit_trainable(trainer.model)
     checkpoint = last_checkpoint(checkpoint_dir) if resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output_dir))
@@ -584,6 +609,7 @@ def quick_run(cfg: Profile, method: str, steps: int, train_rows: Sequence[dict[s
         trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(train_rows),
                              eval_dataset=to_dataset(eval_rows), processing_class=tokenizer, peft_config=peft_config)
         match_adapter_dtype(trainer.model, cfg)
+        keep_4bit_trainable(trainer.model)
         started = time.time()
         trainer.train()
         seconds = time.time() - started

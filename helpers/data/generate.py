@@ -20,10 +20,11 @@ DEFAULT_SEED = 20261121
 
 CATEGORIES = ("billing", "shipping", "returns", "technical", "account", "product_info")
 PRIORITIES = ("low", "medium", "high", "urgent")
-FIELDS = ("category", "product", "order_id", "priority", "summary")
+# The summary comes first: the fields after it can read the product, the order and the kind of issue from it.
+FIELDS = ("summary", "category", "product", "order_id", "priority")
 
 SYSTEM_PROMPT = (
-    "You turn customer support tickets into JSON with the keys category, product, order_id, priority, summary. "
+    "You turn customer support tickets into JSON with the keys summary, category, product, order_id, priority. "
     "category is one of billing, shipping, returns, technical, account, product_info. "
     "priority is one of low, medium, high, urgent. Use null when the ticket does not say."
 )
@@ -367,8 +368,8 @@ def make_ticket(rng: random.Random, index: int) -> Ticket:
     summary = _summary(summary_t, product, order_id)
     if multi:
         summary += " and a second issue"
-    answer = {"category": category, "product": product, "order_id": order_id, "priority": priority,
-              "summary": summary}
+    answer = {"summary": summary, "category": category, "product": product, "order_id": order_id,
+              "priority": priority}
     return Ticket(text=text, answer=answer, family=f"{category}/{family}", group=f"t{index:05d}", pii=pii_kinds)
 
 
@@ -404,10 +405,43 @@ def generate_tickets(n: int = 1800, seed: int = DEFAULT_SEED, resubmit_rate: flo
     return rows
 
 
-def pretraining_texts(n: int = 4000, seed: int = 7) -> list[str]:
-    """Unlabelled ticket texts (a different seed from the dataset) for the tiny model's domain pretraining."""
+TEAMS = {"billing": "our billing team", "shipping": "our shipping team", "returns": "our returns team",
+         "technical": "our technical support team", "account": "our account team",
+         "product_info": "our product specialists"}
+
+
+def agent_reply(rng: random.Random, answer: dict[str, Any]) -> str:
+    """A support agent's prose reply that restates a ticket's facts (never JSON): the tiny model's reading lessons."""
+    product, order_id, priority = answer["product"], answer["order_id"], answer["priority"]
+    about = f" about your {product}" if product and rng.random() < 0.8 else ""
+    parts = [rng.choice(("Thanks for contacting us", "Thank you for reaching out", "Thanks for writing in")) + about + "."]
+    if order_id:
+        parts.append(rng.choice(("I found order {o}.", "Your order {o} is on file.", "I have looked up {o}.")).format(o=order_id))
+    if rng.random() < 0.6:
+        parts.append(f"So that I have it right: {answer['summary'][0].lower()}{answer['summary'][1:]}.")
+    if rng.random() < 0.9:
+        parts.append(rng.choice(("I have passed this to {t}.", "This is one for {t}.", "{T} will take it from here."))
+                     .format(t=TEAMS[answer["category"]], T=TEAMS[answer["category"]].capitalize()))
+    if rng.random() < 0.85:
+        parts.append(rng.choice(("I have marked it as {p} priority.", "Priority: {p}.", "We will handle it with {p} "
+                                 "priority.")).format(p=priority))
+    head = rng.choice(("Agent reply:", "Reply from Nimbus support:", "Nimbus support wrote:", "Answer:"))
+    return head + "\n" + " ".join(parts) + rng.choice(("", "", " Best regards, Nimbus support", " Kind regards"))
+
+
+def pretraining_texts(n: int = 4000, seed: int = 7, quote_rate: float = 0.3) -> list[str]:
+    """Support threads (a ticket, a blank line, an agent's prose reply, sometimes quoting the ticket) from another
+    seed than the dataset, for the tiny model's domain pretraining: they teach it to read and copy from a ticket, as a
+    real base model can, and never show JSON or the system prompt."""
     rng = random.Random(seed)
-    return [make_ticket(rng, i).text for i in range(n)]
+    threads = []
+    for i in range(n):
+        ticket = make_ticket(rng, i)
+        thread = f"{ticket.text}\n\n{agent_reply(rng, ticket.answer)}"
+        if rng.random() < quote_rate:  # mail clients quote the message they answer: copying practice
+            thread += "\n\n" + rng.choice(("You wrote:", "Original message:", "> Quoted:")) + "\n> " + ticket.text
+        threads.append(thread)
+    return threads
 
 
 def write_schema(path: Path) -> Path:
