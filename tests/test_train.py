@@ -246,7 +246,7 @@ def test_keep_4bit_trainable_restores_gradients_after_an_eval_pass(tiny_dir):
     after_eval = grads()
     if has_avx512bf16():  # this CPU packs: the bug is real here, so the test can fail
         assert not same(fresh, after_eval), "expected the packed kernel to change the gradients"
-    assert train.keep_4bit_trainable(model) > 0
+    assert train.keep_4bit_trainable(model) > 0 or not has_avx512bf16()  # nothing to undo on other CPUs
     assert same(fresh, grads())
     model.eval()
     with torch.no_grad():
