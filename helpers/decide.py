@@ -289,9 +289,10 @@ def pick_examples(train_rows: Sequence[dict[str, Any]], k: int, seed: int = 0) -
     return picked
 
 
-def few_shot_messages(ticket: str, examples: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+def few_shot_messages(ticket: str, examples: Sequence[dict[str, Any]], system_prompt: str = INSTRUCTION
+                      ) -> list[dict[str, str]]:
     """Instruction, then each example as a user/assistant turn pair, then the ticket. Taught in 01_decide."""
-    messages = [{"role": "system", "content": INSTRUCTION}]
+    messages = [{"role": "system", "content": system_prompt}]
     for row in examples:
         user = next(m["content"] for m in row["messages"] if m["role"] == "user")
         answer = row["messages"][-1]["content"]

@@ -282,9 +282,6 @@ def retrieved_examples_messages(
     ticket: str, examples: Sequence[dict[str, Any]], system_prompt: str
 ) -> list[dict[str, str]]:
     """Few-shot chat where the examples are the training tickets most similar to ``ticket``. Taught in 01_decide."""
-    messages = [{"role": "system", "content": system_prompt}]
-    for row in examples:
-        user = next(m["content"] for m in row["messages"] if m["role"] == "user")
-        answer = row["messages"][-1]["content"]
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-    return messages + [{"role": "user", "content": ticket}]
+    from helpers.decide import few_shot_messages
+
+    return few_shot_messages(ticket, examples, system_prompt)

@@ -414,9 +414,11 @@ def agent_reply(rng: random.Random, answer: dict[str, Any]) -> str:
     """A support agent's prose reply that restates a ticket's facts (never JSON): the tiny model's reading lessons."""
     product, order_id, priority = answer["product"], answer["order_id"], answer["priority"]
     about = f" about your {product}" if product and rng.random() < 0.8 else ""
-    parts = [rng.choice(("Thanks for contacting us", "Thank you for reaching out", "Thanks for writing in")) + about + "."]
+    thanks = rng.choice(("Thanks for contacting us", "Thank you for reaching out", "Thanks for writing in"))
+    parts = [thanks + about + "."]
     if order_id:
-        parts.append(rng.choice(("I found order {o}.", "Your order {o} is on file.", "I have looked up {o}.")).format(o=order_id))
+        parts.append(rng.choice(("I found order {o}.", "Your order {o} is on file.", "I have looked up {o}."))
+                     .format(o=order_id))
     if rng.random() < 0.6:
         parts.append(f"So that I have it right: {answer['summary'][0].lower()}{answer['summary'][1:]}.")
     if rng.random() < 0.9:
