@@ -4,9 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= auto
-# torch comes first, alone, so that a machine without a GPU gets the CPU build and not several GB of CUDA packages.
+# torch comes first, alone. On a machine without an NVIDIA GPU it comes from PyTorch's CPU-only index (a few hundred
+# MB instead of several GB of CUDA packages) when that index answers; otherwise, or with TORCH_INDEX= (empty), from
+# pip's default index, which on a stock Linux machine serves the large CUDA build. TORCH_INDEX=URL picks another index.
 TORCH_PIN := $(shell grep -oE '"torch==[0-9.]+"' pyproject.toml | tr -d '"')
-export HF_HUB_OFFLINE ?= 1
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || echo $(TORCH_CPU_INDEX))
+# Offline is set where it belongs, not here: `make test` and the cpu-tiny profile run offline; a GPU profile
+# (`make course PROFILE=t4`) must reach the hub (or its cache) for its model.
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: course test install clean-runs
@@ -14,7 +19,13 @@ export TOKENIZERS_PARALLELISM ?= false
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH_PIN)"
+	@if [ -n "$(TORCH_INDEX)" ] && $(BIN)/python -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/torch/', timeout=15)" 2>/dev/null; then \
+		echo "installing $(TORCH_PIN) from $(TORCH_INDEX)"; \
+		$(BIN)/python -m pip install -q --disable-pip-version-check --index-url "$(TORCH_INDEX)" "$(TORCH_PIN)"; \
+	else \
+		[ -z "$(TORCH_INDEX)" ] || echo "$(TORCH_INDEX) cannot be reached: installing $(TORCH_PIN) from pip's default index"; \
+		$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH_PIN)"; \
+	fi
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@touch $@
 
@@ -24,7 +35,7 @@ course: install
 	$(BIN)/python -m helpers.course run --profile $(PROFILE)
 
 test: install
-	COURSE_PROFILE=cpu-tiny COURSE_MIN_TESTS=20 $(BIN)/python -m pytest --nbmake -p no:cacheprovider
+	HF_HUB_OFFLINE=1 COURSE_PROFILE=cpu-tiny COURSE_MIN_TESTS=20 $(BIN)/python -m pytest --nbmake -p no:cacheprovider
 
 clean-runs:
 	rm -rf runs/ artifacts/

@@ -18,6 +18,7 @@ TICKETS_DIR = DATA_DIR / "tickets"
 KB_DIR = DATA_DIR / "kb"
 
 PROFILE_ENV_VAR = "COURSE_PROFILE"
+ARTIFACTS_ENV_VAR = "COURSE_ARTIFACTS"  # another artifacts/ folder, e.g. on Google Drive (helpers.colab sets it)
 SEED = 42
 
 
@@ -46,16 +47,18 @@ class Profile:
     eval_limit: int  # held-out examples scored by the evaluation notebooks (0 = the whole split)
     max_new_tokens: int  # generation cap for the JSON answers
     description: str
-
-    @property
-    def device(self) -> str:
-        """``"cpu"`` for the CPU profile, else ``"cuda"``."""
-        return "cpu" if self.name == "cpu-tiny" else "cuda"
+    gpu: str = ""  # the GPU the profile is sized for (a name in helpers.memory.GPUS); "" for the CPU
+    device: str = "cuda"  # "cpu" or "cuda": where the model is loaded and trained
 
     @property
     def is_local_model(self) -> bool:
-        """True when ``model_id`` is a path shipped in the repo rather than a hub id."""
-        return self.name == "cpu-tiny"
+        """True when ``model_id`` is a folder on disk (the shipped tiny model) rather than a hub id."""
+        return Path(self.model_id).is_dir()
+
+    @property
+    def needs_hub(self) -> bool:
+        """True when the model must come from the Hugging Face hub (download or cache): not the offline profile."""
+        return not self.is_local_model
 
     def replace(self, **changes: object) -> "Profile":
         """A copy with some fields changed (for exercises and sweeps)."""
@@ -81,6 +84,7 @@ PROFILES: dict[str, Profile] = {
         eval_limit=100,
         max_new_tokens=128,
         description="the embedded tiny Llama in data/, offline, on any CPU in minutes",
+        device="cpu",
     ),
     "t4": Profile(
         name="t4",
@@ -100,6 +104,7 @@ PROFILES: dict[str, Profile] = {
         eval_limit=200,
         max_new_tokens=160,
         description="free Colab T4 (16 GB): a 1.5B instruct model in 4-bit, fp16 compute",
+        gpu="T4 16 GB",
     ),
     "a100": Profile(
         name="a100",
@@ -119,28 +124,49 @@ PROFILES: dict[str, Profile] = {
         eval_limit=0,
         max_new_tokens=160,
         description="rented A100 (40/80 GB): a 7B instruct model in 4-bit, bf16 compute",
+        gpu="A100 40 GB",
     ),
 }
 # An H100 runs the A100 recipe with a bigger per-device batch.
 PROFILES["h100"] = dataclasses.replace(
     PROFILES["a100"], name="h100", per_device_batch_size=16, gradient_accumulation_steps=1,
-    description="rented H100 (80 GB): a 7B instruct model in 4-bit, bf16 compute",
+    description="rented H100 (80 GB): a 7B instruct model in 4-bit, bf16 compute", gpu="H100 80 GB",
 )
+# 24 GB cards with bf16 (L4, A10G, RTX 3090/4090): the A100 recipe with the same effective batch (4 x 4 instead of
+# 8 x 2), so the 7B model fits with room to spare (helpers.memory's pre-flight says "fits" on an L4).
+PROFILES["l4"] = dataclasses.replace(
+    PROFILES["a100"], name="l4", per_device_batch_size=4, gradient_accumulation_steps=4,
+    description="24 GB GPU with bf16 (L4, A10G, RTX 3090/4090): a 7B instruct model in 4-bit, bf16 compute",
+    gpu="L4 24 GB",
+)
+MIN_7B_GIB = 20.0  # below this much GPU memory, auto-detection picks the 1.5B recipe (t4) whatever the capability
+
+
+def profile_for_gpu(capability: tuple[int, int] | None, memory_gib: float | None) -> str:
+    """The profile for a GPU: by compute capability (bf16 needs >= 8) *and* memory (a 7B run needs ~20 GiB).
+
+    No GPU -> cpu-tiny; capability < 8 or < 20 GiB -> t4 (1.5B, fp16); 20-38 GiB -> l4; 8.x -> a100; 9+ -> h100.
+    """
+    if capability is None:
+        return "cpu-tiny"
+    # is_bf16_supported() can say yes on a T4 (emulated): decide on compute capability instead.
+    if capability[0] < 8 or (memory_gib is not None and memory_gib < MIN_7B_GIB):
+        return "t4"
+    if memory_gib is not None and memory_gib < 38:
+        return "l4"
+    return "a100" if capability[0] == 8 else "h100"
 
 
 def detect_profile() -> str:
-    """Pick a profile from the hardware: no CUDA -> cpu-tiny; compute capability < 8 -> t4; 8.x -> a100; 9+ -> h100."""
+    """Pick a profile from this machine's first GPU (see :func:`profile_for_gpu`). Taught in 00_setup."""
     try:
         import torch
     except ImportError:  # the static test tier runs without torch
         return "cpu-tiny"
     if not torch.cuda.is_available():
         return "cpu-tiny"
-    major, _minor = torch.cuda.get_device_capability(0)
-    # is_bf16_supported() can say yes on a T4 (emulated): decide on compute capability instead.
-    if major < 8:
-        return "t4"
-    return "a100" if major == 8 else "h100"
+    props = torch.cuda.get_device_properties(0)
+    return profile_for_gpu((props.major, props.minor), props.total_memory / 2**30)
 
 
 def resolve_profile_name(name: str | None = "auto") -> str:
@@ -181,9 +207,15 @@ def set_seed(seed: int = SEED) -> int:
     return seed
 
 
+def artifacts_root() -> Path:
+    """Where notebooks hand results to later notebooks: ``$COURSE_ARTIFACTS`` (e.g. a Drive folder) or ``artifacts/``."""
+    override = os.environ.get(ARTIFACTS_ENV_VAR, "").strip()
+    return Path(override).expanduser() if override else ARTIFACTS_DIR
+
+
 def artifacts_dir(profile: Profile | str, *parts: str) -> Path:
     """A git-ignored folder under ``artifacts/<profile>/`` where notebooks hand results to later notebooks."""
     name = profile.name if isinstance(profile, Profile) else str(profile)
-    path = ARTIFACTS_DIR.joinpath(name, *parts)
+    path = artifacts_root().joinpath(name, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

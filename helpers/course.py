@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from helpers.config import NOTEBOOKS_DIR, RUNS_DIR, ProfileError, resolve_profile_name
 
@@ -36,6 +36,29 @@ def record(**metrics: Any) -> dict[str, Any]:
     for key, value in clean.items():
         print(f"recorded {key} = {value}")
     return saved
+
+
+def handoff(path: str | Path, made_by: str, rebuild: Callable[[], Any] | None = None, how: str = "") -> Path:
+    """Find what an earlier notebook saved for this one, or say why it is missing and rebuild it. Taught in 00_setup.
+
+    On Colab every notebook runs in a new runtime, so ``artifacts/`` starts empty unless it is kept on Google Drive
+    (``DRIVE = True``). ``rebuild`` (e.g. train the adapter with 03's recipe) runs when the file is missing; without
+    one the notebook carries on and says what it lacks.
+    """
+    path = Path(path)
+    if path.exists():
+        print(f"found {path.name} from {made_by}")
+        return path
+    why = ("this Colab runtime is new (set DRIVE = True in the parameters to keep artifacts on Google Drive)"
+           if "google.colab" in sys.modules else f"{made_by} has not run with this profile yet")
+    if rebuild is None:
+        print(f"{path.name} from {made_by} is missing: {why}; carrying on without it")
+        return path
+    print(f"{path.name} from {made_by} is missing: {why}; {how or 'rebuilding it now'}")
+    rebuild()
+    if not path.exists():
+        raise FileNotFoundError(f"rebuilding {path} ({how}) did not produce it: run {made_by} first")
+    return path
 
 
 @dataclass
@@ -206,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks in order and write a report")
-    run.add_argument("--profile", default="auto", help="cpu-tiny, t4, a100, h100 or auto (default)")
+    run.add_argument("--profile", default="auto", help="cpu-tiny, t4, l4, a100, h100 or auto (default)")
     run.add_argument("--only", nargs="+", metavar="NN", help="run only notebooks starting with these prefixes")
     run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
     run.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")

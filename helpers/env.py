@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.metadata as md
 import platform
 import re
+import os
 import sys
-import tomllib
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +33,21 @@ class Finding:
         return f"[{mark}] {self.what}" + (f"  -> fix: {self.fix}" if self.fix else "")
 
 
+def pyproject_dependencies(text: str) -> list[str]:
+    """The ``[project] dependencies`` strings of a pyproject.toml (tomllib on Python 3.11+, a plain parser on 3.10)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the list is one quoted string per line, as in this repo's pyproject
+        block = re.search(r"^dependencies\s*=\s*\[(.*?)^\]", text, re.DOTALL | re.MULTILINE)
+        return re.findall(r'^\s*"([^"]+)"', block.group(1), re.MULTILINE) if block else []
+    return list(tomllib.loads(text)["project"]["dependencies"])
+
+
 def pinned_versions() -> dict[str, str]:
     """Exact pins ``name -> version`` from pyproject.toml (the one source of truth), or the installed metadata."""
     pyproject = REPO_ROOT / "pyproject.toml"
     if pyproject.is_file():
-        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        deps = pyproject_dependencies(pyproject.read_text())
     else:
         deps = md.requires(DIST_NAME) or []
     pins = {}
@@ -115,13 +125,16 @@ def hardware_findings(cfg: Profile, gpu: dict[str, Any]) -> list[Finding]:
 def tokenizer_findings(tokenizer: Any) -> list[Finding]:
     """A chat template, assistant markers for assistant-only loss, and a pad token distinct from EOS."""
     findings = []
+    from helpers.models import has_generation_markers
+
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         findings.append(Finding("error", "the tokenizer has no chat template",
                                 "use an instruct model's tokenizer or set tokenizer.chat_template"))
-    elif "generation" not in template:
+    elif not has_generation_markers(template):
         findings.append(Finding("warn", "the chat template has no {% generation %} markers: assistant-only loss "
-                                "cannot be computed", "use a template that wraps assistant turns in "
+                                "cannot be computed", "load it with helpers.models.load_tokenizer (uses TRL's "
+                                "training copy of hub templates) or wrap assistant turns in "
                                 "{% generation %}...{% endgeneration %} (see helpers.models.CHAT_TEMPLATE)"))
     if tokenizer.pad_token_id is None:
         findings.append(Finding("error", "the tokenizer has no pad token", "set tokenizer.pad_token to an unused "
@@ -144,8 +157,20 @@ def adjust_for_hardware(cfg: Profile) -> Profile:
     return cfg
 
 
+def disable_telemetry() -> None:
+    """Stop huggingface_hub (and TRL through it) from sending usage telemetry: the course sends nothing anywhere."""
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # already imported: its constant was read at import time
+        constants.HF_HUB_DISABLE_TELEMETRY = True
+
+
 def check(cfg: Profile, tokenizer: Any = None, strict: bool = True, quiet: bool = False) -> list[Finding]:
-    """Print versions, hardware and profile, flag problems with a fix; raise on errors when ``strict``."""
+    """Print versions, hardware and profile, flag problems with a fix; raise on errors when ``strict``.
+
+    Also switches telemetry off (:func:`disable_telemetry`): every notebook calls this before any trainer exists.
+    """
+    disable_telemetry()
     gpu = gpu_info()
     installed = versions()
     findings = version_findings(installed, pinned_versions())

@@ -108,6 +108,22 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
+# Plain greedy decoding, every setting spelled out: a hub model's generation_config can carry sampling defaults
+# (Qwen2.5: temperature 0.7, top_p 0.8, top_k 20, repetition_penalty 1.05-1.1) that generate() would otherwise apply,
+# and a repetition penalty makes copying an order id from the ticket *less* likely. The values are transformers'
+# neutral defaults (unused without sampling, so no warning). Recorded in the run manifest and the course report.
+DECODING: dict[str, Any] = {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                            "temperature": 1.0, "top_p": 1.0, "top_k": 50}
+
+
+def decoding_kwargs(model: Any, tokenizer: Any, max_new_tokens: int) -> dict[str, Any]:
+    """The ``generate()`` arguments of the course's decoding: :data:`DECODING`, the cap, every EOS id, the pad id."""
+    eos_ids = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    return {**DECODING, "max_new_tokens": max_new_tokens, "eos_token_id": eos_ids, "pad_token_id": pad_id,
+            "use_cache": True}
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -124,8 +140,8 @@ def generate(
         raise EvaluationError(f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must both be >= 1")
     if not getattr(tokenizer, "chat_template", None):
         raise EvaluationError("the tokenizer has no chat_template: load it with helpers.models.load_tokenizer(cfg)")
-    eos_ids = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    settings = decoding_kwargs(model, tokenizer, max_new_tokens)  # greedy, no penalties, every EOS id
+    eos_ids = settings["eos_token_id"]
     prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # longest first: similar lengths per batch
@@ -141,10 +157,7 @@ def generate(
         for batch in tqdm(batches, desc="generate", disable=not progress):
             inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
             with torch.no_grad():
-                out = model.generate(
-                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                    eos_token_id=eos_ids, pad_token_id=pad_id,
-                )
+                out = model.generate(**inputs, **settings)
             for row, i in zip(out[:, inputs["input_ids"].shape[1]:].tolist(), batch):
                 stop = next((j for j, t in enumerate(row) if t in eos_ids), len(row))  # cut at the first EOS
                 outputs[i] = tokenizer.decode(row[:stop], skip_special_tokens=True).strip()
@@ -664,8 +677,7 @@ def _continue_text(model: Any, tokenizer: Any, text: str, max_new_tokens: int) -
 
     inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(next(model.parameters()).device)
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                             eos_token_id=_eos_ids(model, tokenizer), pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(**inputs, **decoding_kwargs(model, tokenizer, max_new_tokens))
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 

@@ -19,7 +19,11 @@ from its config; the rest follows how PyTorch, PEFT and bitsandbytes store tenso
 * activations: what autograd keeps per token and layer (norm inputs/outputs, q/k/v after repeat for GQA, attention
   output, the four SwiGLU tensors, LoRA dropout copies and masks); with gradient checkpointing only each layer's
   input, plus the part of one recomputed layer that exceeds the logits (freed before the first recomputation).
-* logits: batch x seq x vocab in the compute dtype, its fp32 copy for the loss, log-softmax and its gradient.
+* logits: how the loss is computed decides this term. TRL's ``SFTTrainer`` (the course's path, ``loss="chunked"``)
+  projects the hidden states through the LM head in tiles of at most 4,096 tokens x 32,768 vocabulary entries and
+  folds each tile into a running log-sum-exp, so only one tile, an fp32 gradient of the hidden states and a copy of
+  them exist; a plain ``model(..., labels=...).loss`` (``loss="full"``) materialises batch x seq x vocab logits in the
+  compute dtype, their fp32 copy, the log-softmax and its gradient.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 CUDA_OVERHEAD_GIB = 0.75  # CUDA context + cuBLAS workspace + allocator slack; not counted on CPU
+LOSSES = ("chunked", "full")  # TRL SFTTrainer's tiled LM-head loss, or a plain loss over full logits
+LOSS_TILE = (4096, 32768)  # tokens x vocabulary entries per tile of TRL's chunked log-prob kernel (trl 1.16)
 
 
 class MemoryEstimateError(ValueError):
@@ -142,8 +148,11 @@ class TrainSetup:
     dtype: str = "bfloat16"  # weights that are not quantized and the compute dtype
     device: str = "cuda"
     grad_accumulation: int = 1  # does not change memory; suggestions keep batch x accumulation constant
+    loss: str = "chunked"  # "chunked": TRL SFTTrainer's tiled LM-head loss (the course); "full": logits materialised
 
     def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise MemoryEstimateError(f"loss {self.loss!r} is not one of {', '.join(LOSSES)}")
         if self.method not in METHODS:
             raise MemoryEstimateError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
         if self.optimizer not in OPTIMIZERS:
@@ -294,7 +303,13 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> Estimate:
         per_layer += sum(shapes[t][0] for t in setup.lora_targets) * (b + 1)
     if setup.method != "full":
         per_layer += sum(setup.lora_r for _ in setup.lora_targets) * b  # x @ A, small
-    logits = tokens * V * (b + 4 + 4 + 4 if b < 4 else 12)
+    if setup.loss == "chunked":
+        # one [tokens x vocab] tile, the fp32 gradient of the hidden states and the gathered hidden states; full
+        # fine-tuning also accumulates the LM head's gradient in fp32
+        tile = min(tokens, LOSS_TILE[0]) * min(V, LOSS_TILE[1]) * b
+        logits = tile + tokens * h * (4 + b) + (V * h * 4 if setup.method == "full" else 0)
+    else:
+        logits = tokens * V * (b + 4 + 4 + 4 if b < 4 else 12)
     if setup.grad_checkpointing:
         # Layer inputs are kept; one layer is recomputed at a time during backward, after the LM head's backward
         # has freed the logits, so only the part of the recomputed layer above the logits adds to the peak.
@@ -364,7 +379,9 @@ def verdict(shape: ModelShape, setup: TrainSetup, memory_gib: float) -> dict[str
         applied.append(description)
         last = estimate(shape, changed)
         if last.total_gib <= budget:
-            return {"verdict": "fits with these changes", "total_gib": round(last.total_gib, 2), "changes": applied}
+            # total_gib: this setup as asked; changed_gib: after the changes
+            return {"verdict": "fits with these changes", "total_gib": round(first.total_gib, 2),
+                    "changed_gib": round(last.total_gib, 2), "changes": applied}
     return {"verdict": "does not fit", "total_gib": round(first.total_gib, 2), "changes": [],
             "smallest_gib": round(last.total_gib, 2)}
 
@@ -421,6 +438,27 @@ def used_gib(device: str = "cpu") -> float:
     return psutil.Process().memory_info().rss / GIB
 
 
+def reset_peak(device: str = "cpu") -> None:
+    """Start measuring peak GPU memory now (before training); nothing to do on a CPU. Taught in 03."""
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib(device: str = "cpu") -> float | None:
+    """Peak GPU memory held by tensors since :func:`reset_peak`, in GiB; ``None`` on a CPU. Taught in 03.
+
+    It is what the estimator predicts minus the CUDA context (``cuda_overhead``), which torch does not count.
+    """
+    if device != "cuda":
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated() / GIB if torch.cuda.is_available() else None
+
+
 def preflight(cfg: Any, method: str = "qlora", limit_gib: float | None = None, model: Any = None,
               log: Any = print) -> dict[str, Any]:
     """Estimate the profile's run before loading anything; raise :class:`MemoryPreflightError` if it cannot fit.
@@ -431,13 +469,20 @@ def preflight(cfg: Any, method: str = "qlora", limit_gib: float | None = None, m
     setup = setup_from_profile(cfg, method)
     where, memory_gib = ("given limit", limit_gib) if limit_gib is not None else available_gib(setup.device)
     result = verdict(shape, setup, memory_gib)
+    budget = memory_gib * HEADROOM
     log(f"memory pre-flight: {shape.name} {method}, seq {setup.seq_len} x batch {setup.batch}: "
-        f"~{estimate(shape, setup).total_gib:.2f} GiB on {where} ({memory_gib:.1f} GiB): {result['verdict']}")
+        f"~{result['total_gib']:.2f} GiB needed, {budget:.1f} GiB usable on {where} ({memory_gib:.1f} GiB less "
+        f"{1 - HEADROOM:.0%} headroom): {result['verdict']}")
+    if result["verdict"] == "fits with these changes":
+        raise MemoryPreflightError(
+            f"{shape.name} ({method}, seq {setup.seq_len}, batch {setup.batch}) needs ~{result['total_gib']:.1f} GiB, "
+            f"more than the {budget:.1f} GiB usable on {where}; with these changes it needs "
+            f"~{result['changed_gib']:.1f} GiB: {'; '.join(result['changes'])}")
     if result["verdict"] != "fits":
-        todo = "; ".join(result["changes"]) or "use a smaller model or a bigger GPU"
         raise MemoryPreflightError(
             f"{shape.name} ({method}, seq {setup.seq_len}, batch {setup.batch}) needs ~{result['total_gib']:.1f} GiB "
-            f"but {where} has {memory_gib:.1f} GiB: {result['verdict']}; change: {todo}")
+            f"and even the smallest setup tried needs ~{result['smallest_gib']:.1f} GiB, more than the "
+            f"{budget:.1f} GiB usable on {where}: use a smaller model or a bigger GPU")
     return result
 
 
@@ -458,7 +503,7 @@ def _print_table(rep: dict[str, Any]) -> None:
     for gpu, v in rep["gpus"].items():
         line = f"{gpu:<12} {v['verdict']}"
         if v["changes"]:
-            line += f" (~{v['total_gib']:.1f} GiB): " + "; ".join(v["changes"])
+            line += f" (~{v['changed_gib']:.1f} GiB after): " + "; ".join(v["changes"])
         elif v["verdict"] == "does not fit":
             line += f" (even the smallest setup tried needs ~{v['smallest_gib']:.1f} GiB)"
         print(line)

@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import random
+import re
 import sys
 import sysconfig
 import time
@@ -51,6 +52,44 @@ CHAT_TEMPLATE = (
 
 class ModelLoadError(RuntimeError):
     """A model or tokenizer that cannot be loaded; the message names it and the fix."""
+
+
+GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")  # {% generation %}, {%- generation -%}, ...
+
+
+def has_generation_markers(template: str | dict[str, str] | None) -> bool:
+    """Does a chat template wrap assistant turns in ``{% generation %}`` (what assistant-only loss needs)? Taught in 03."""
+    if isinstance(template, dict):  # templates shipped as named variants: the default one is used
+        template = template.get("default", "")
+    return bool(template) and GENERATION_MARKER.search(template) is not None
+
+
+def use_training_template(tokenizer: "PreTrainedTokenizerBase", log: Any = print) -> bool:
+    """Give a tokenizer TRL's training copy of its chat template (same text, assistant turns marked). Taught in 02.
+
+    Hub instruct models (Qwen2.5, Llama 3, ...) ship templates without ``{% generation %}`` markers, so
+    assistant-only loss would train on nothing. TRL ships marked copies that render the same text; the course uses
+    the copy everywhere (training, evaluation, the saved adapter), so the model is served with the template it was
+    trained with. Returns True when the template was replaced.
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    if not template or has_generation_markers(template):
+        return False
+    from trl.chat_template_utils import get_training_chat_template
+
+    name = getattr(tokenizer, "name_or_path", "") or "this tokenizer"
+    try:
+        patched = get_training_chat_template(tokenizer)
+    except ValueError:
+        log(f"warning: the chat template of {name} has no {{% generation %}} markers and TRL has no training copy of "
+            "it: assistant-only loss is impossible until you add the markers around the assistant turns yourself")
+        return False
+    if patched is None:
+        return False
+    tokenizer.chat_template = patched
+    log(f"chat template of {name}: no {{% generation %}} markers, replaced by TRL's training copy of the same "
+        "template (identical text, assistant turns marked for the loss mask)")
+    return True
 
 
 @dataclass(frozen=True)
@@ -116,8 +155,12 @@ def _source(cfg_or_path: Profile | str | Path) -> str:
     return cfg_or_path.model_id if isinstance(cfg_or_path, Profile) else str(cfg_or_path)
 
 
-def load_tokenizer(cfg_or_path: Profile | str | Path) -> "PreTrainedTokenizerBase":
-    """The tokenizer of a profile's model (or of a path / hub id), with a distinct pad token. Taught in 00_setup."""
+def load_tokenizer(cfg_or_path: Profile | str | Path, log: Any = print) -> "PreTrainedTokenizerBase":
+    """The tokenizer of a profile's model (or of a path / hub id): a distinct pad token, a training chat template.
+
+    Taught in 00_setup. The same call loads the tokenizer for training, evaluation and serving, so all three use the
+    same template (see :func:`use_training_template`).
+    """
     from transformers import AutoTokenizer
 
     model_id = _source(cfg_or_path)
@@ -132,7 +175,22 @@ def load_tokenizer(cfg_or_path: Profile | str | Path) -> "PreTrainedTokenizerBas
             if candidate in tokenizer.get_vocab():
                 tokenizer.pad_token = candidate
                 break
+    use_training_template(tokenizer, log=log)
     return tokenizer
+
+
+def saved_chat_template(folder: str | Path) -> str | None:
+    """The chat template saved beside a tokenizer (``chat_template.jinja`` or ``tokenizer_config.json``), or None.
+
+    Taught in 04_evaluation: the adapter folder keeps the template it was trained with, to serve with the same one.
+    """
+    folder = Path(folder)
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    config_path = folder / "tokenizer_config.json"
+    if config_path.is_file():
+        return json.loads(config_path.read_text(encoding="utf-8")).get("chat_template")
+    return None
 
 
 def load_model(
@@ -156,13 +214,131 @@ def load_model(
         raise ModelLoadError(f"cannot load model {model_id!r}: {str(err).splitlines()[0]}") from None
     if not quantized and cfg.device == "cuda":
         model = model.to("cuda")
+    if "float16" in (cfg.torch_dtype, cfg.bnb_compute_dtype if quantized else cfg.torch_dtype):
+        check_finite_logits(model)
     return model
+
+
+FINITE_CHECK_TEXT = "Hi, my order ORD-123456 arrived broken. Please refund it as soon as possible, thanks!"
+
+
+def check_finite_logits(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase | None" = None,
+                        text: str = FINITE_CHECK_TEXT) -> float:
+    """One forward pass; raise :class:`ModelLoadError` if any logit is NaN or inf. Taught in 03_qlora_training.
+
+    Some models (Qwen2 among them) overflow in fp16 on GPUs without bf16 (T4, V100) and then write "!!!!" or
+    nothing: better to know right after loading than after an hour of training. Returns the largest |logit|.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    if tokenizer is not None:
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    else:  # no tokenizer at hand: a fixed spread of token ids
+        vocab = int(model.config.get_text_config().vocab_size)
+        ids = (torch.arange(1, 33) * 997 % max(vocab - 1, 1) + 1)[None]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(device)).logits
+    finally:
+        model.train(was_training)
+    finite = torch.isfinite(logits)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ModelLoadError(
+            f"{bad} of {logits.numel()} logits are NaN/inf after loading {model.config.name_or_path!r} with "
+            f"{model.dtype}: the model overflows in fp16 on this GPU; fix: compute in fp32 "
+            "(cfg = cfg.replace(torch_dtype='float32', bnb_compute_dtype='float32'): slower, always finite) or "
+            "use a GPU with bf16 (compute capability >= 8: L4, A100, H100)")
+    return float(logits.abs().max())
 
 
 def model_size(model: "PreTrainedModel") -> dict[str, float]:
     """Parameter count (millions) and memory footprint (MB) of a loaded model. Taught in 00_setup."""
     params = sum(p.numel() for p in model.parameters())
     return {"params_m": params / 1e6, "footprint_mb": model.get_memory_footprint() / 2**20}
+
+
+# ---------------------------------------------------------------------------------------------------- stand-ins
+
+MODEL_CONFIGS_DIR = TINY_MODEL_DIR.parent / "model-configs"
+# Tiny dimensions for a CPU rehearsal: the architecture (Qwen2: GQA, biases on q/k/v, tied or untied head) stays.
+# A wider initialisation than the real 0.02 gives 64-wide logits room to move, so a rehearsal can teach the stand-in
+# one short answer (and to stop after it) in a few dozen steps.
+TINY_DIMS = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "max_window_layers": 2, "initializer_range": 0.2}
+
+
+def stand_in_dir(model_id: str) -> Path:
+    """``data/model-configs/<name>`` for a GPU profile's hub id (e.g. ``Qwen/Qwen2.5-1.5B-Instruct``)."""
+    folder = MODEL_CONFIGS_DIR / model_id.split("/")[-1].lower()
+    if not (folder / "stand_in.json").is_file():
+        known = ", ".join(sorted(p.name for p in MODEL_CONFIGS_DIR.iterdir() if p.is_dir()))
+        raise ModelLoadError(f"no stand-in config for {model_id!r} in {MODEL_CONFIGS_DIR}: add its config.json, "
+                             f"generation_config.json and stand_in.json there (known: {known})")
+    return folder
+
+
+def _stand_in_tokenizer(spec: dict[str, Any], vocab_size: int = 1024) -> "PreTrainedTokenizerBase":
+    """A small byte-level BPE trained on the course's tickets, with the real model's special tokens and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    import trl
+
+    from helpers.config import TICKETS_DIR
+
+    texts = [m["content"] for line in (TICKETS_DIR / "train.jsonl").read_text().splitlines()[:600]
+             for m in json.loads(line)["messages"]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = [spec["pad_token"], *spec["additional_special_tokens"]]
+    tok.train_from_iterator(texts, trainer=trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=spec["eos_token"], pad_token=spec["pad_token"],
+                                        additional_special_tokens=spec["additional_special_tokens"],
+                                        model_max_length=32768, padding_side="right")
+    tokenizer.chat_template = (Path(trl.__file__).parent / spec["chat_template"].split("/", 1)[1]).read_text()
+    return tokenizer
+
+
+def build_stand_in(model_id: str, out_dir: str | Path, tiny: bool = True, dtype: str = "float32",
+                   device: str = "cpu", seed: int = 0) -> Path:
+    """A random-initialised model of a GPU profile's real architecture, with its chat template and special tokens.
+
+    ``tiny=True`` shrinks the dimensions (:data:`TINY_DIMS`) and the vocabulary for a CPU rehearsal of notebooks 03-04;
+    ``tiny=False`` keeps the published sizes (``bench/gpu_check.py``). It generates noise: it proves code paths,
+    memory and speed, never quality. Returns ``out_dir``, loadable with :func:`load_tokenizer` / :func:`load_model`.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    folder, out_dir = stand_in_dir(model_id), Path(out_dir)
+    spec = json.loads((folder / "stand_in.json").read_text())
+    tokenizer = _stand_in_tokenizer(spec)
+    real_to_token = {real: token for token, real in spec["token_ids"].items()}
+    remap = lambda i: tokenizer.convert_tokens_to_ids(real_to_token[i]) if i in real_to_token else i  # noqa: E731
+    raw = json.loads((folder / "config.json").read_text())
+    raw.update({k: remap(raw[k]) for k in ("bos_token_id", "eos_token_id") if raw.get(k) is not None})
+    if tiny:
+        raw.update(TINY_DIMS, vocab_size=len(tokenizer))
+    config = AutoConfig.for_model(**{k: v for k, v in raw.items() if k not in ("architectures", "transformers_version")})
+    config.architectures = raw["architectures"]
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    gen = json.loads((folder / "generation_config.json").read_text())
+    gen.pop("transformers_version", None)
+    for key in ("bos_token_id", "pad_token_id", "eos_token_id"):
+        value = gen.get(key)
+        gen[key] = [remap(v) for v in value] if isinstance(value, list) else remap(value)
+    model.generation_config = GenerationConfig(**gen)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
 
 
 # ---------------------------------------------------------------------------------------------------- building

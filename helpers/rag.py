@@ -9,7 +9,6 @@ index with known answers.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,10 +168,11 @@ def embedding_model_dir() -> Path:
 def load_embedder(device: str = "cpu") -> Any:
     """The MiniLM sentence embedder, loaded offline from the package directory. Taught in 01_decide."""
     path = embedding_model_dir()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no hub; never let it try
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(path), device=device)
+    # A local folder needs no hub: local_files_only keeps this one load offline without touching HF_HUB_OFFLINE for
+    # the rest of the process (a GPU profile still downloads its model).
+    return SentenceTransformer(str(path), device=device, local_files_only=True)
 
 
 def dense_retriever(chunks: Sequence[Chunk], embedder: Any, batch_size: int = 64) -> DenseRetriever:

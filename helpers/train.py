@@ -104,7 +104,7 @@ def sft_config(cfg: Profile, output_dir: str | Path, packing: bool = False, flag
         lr_scheduler_type=defaults.lr_scheduler_type,
         warmup_steps=defaults.warmup_steps,
         optim=cfg.optim,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 renamed gradient_checkpointing
         max_length=cfg.max_seq_length,
         assistant_only_loss=True,
         packing=packing,
@@ -175,7 +175,7 @@ class MaskReport:
 def check_assistant_masks(tokenizer: "PreTrainedTokenizerBase", rows: Sequence[dict[str, Any]], max_length: int,
                           where: str = "train") -> MaskReport:
     """Check, before training, that assistant-only loss has tokens to train on in every row. Taught in 03."""
-    from trl.chat_template_utils import has_generation_markers
+    from helpers.models import has_generation_markers
 
     template = getattr(tokenizer, "chat_template", None)
     if not template:
@@ -471,6 +471,8 @@ def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any
     for f in data_files:
         p = Path(f)
         files[str(p)] = {"sha256": sha256(p), "bytes": p.stat().st_size} if p.is_file() else {"sha256": None}
+    from helpers.evaluate import DECODING
+
     manifest = {
         "profile": cfg.name,
         "profile_settings": asdict(cfg),
@@ -482,6 +484,7 @@ def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any
         "seed": seed,
         "wall_time_s": round(wall_time_s, 1),
         "metrics": metrics,
+        "decoding": DECODING,  # how the course generates answers from this adapter (plain greedy)
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path = Path(adapter_dir) / MANIFEST_NAME
@@ -539,7 +542,7 @@ def train_adapter(
     output_dir = Path(output_dir)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else output_dir / "checkpoints"
     cfg, flags = precision(cfg)
-    memory.preflight(cfg, limit_gib=memory_limit_gib)  # raises before anything is loaded when it cannot fit
+    fit = memory.preflight(cfg, limit_gib=memory_limit_gib)  # raises before anything is loaded when it cannot fit
     if train_rows is None:
         data_files = [split_path("train"), split_path("validation")]
         train_rows, eval_rows = read_jsonl(data_files[0]), read_jsonl(data_files[1])
@@ -566,10 +569,12 @@ def train_adapter(
     match_adapter_dtype(trainer.model, cfg)
     keep_4bit_trainable(trainer.model)
     checkpoint = last_checkpoint(checkpoint_dir) if resume else None
+    memory.reset_peak(cfg.device)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output_dir))
     tokenizer.save_pretrained(str(output_dir))
-    metrics = {**final_metrics(trainer), **trainable_parameters(trainer.model), "resumed_from": checkpoint}
+    metrics = {**final_metrics(trainer), **trainable_parameters(trainer.model), "resumed_from": checkpoint,
+               "peak_gib": memory.peak_gib(cfg.device), "est_peak_gib": fit["total_gib"]}
     validation = {"train": train_check.summary(), "validation": eval_check.summary() if eval_check else None,
                   "padding_fraction": padding_fraction(train_check.lengths, cfg.per_device_batch_size),
                   "packing": packing}

@@ -9,18 +9,39 @@ import pytest
 from helpers import config
 
 
-def fake_torch(cuda: bool, capability=(7, 5)):
-    cuda_ns = types.SimpleNamespace(is_available=lambda: cuda, get_device_capability=lambda i=0: capability)
+def fake_torch(cuda: bool, capability=(7, 5), memory_gib: float = 80.0):
+    props = types.SimpleNamespace(major=capability[0] if capability else 0, minor=capability[1] if capability else 0,
+                                  total_memory=int(memory_gib * 2**30))
+    cuda_ns = types.SimpleNamespace(is_available=lambda: cuda, get_device_capability=lambda i=0: capability,
+                                    get_device_properties=lambda i=0: props)
     return types.SimpleNamespace(cuda=cuda_ns)
 
 
-@pytest.mark.parametrize("cuda,capability,expected", [
-    (False, None, "cpu-tiny"), (True, (7, 5), "t4"), (True, (8, 0), "a100"), (True, (8, 9), "a100"),
-    (True, (9, 0), "h100"),
+@pytest.mark.parametrize("cuda,capability,memory_gib,expected", [
+    (False, None, None, "cpu-tiny"), (True, (7, 5), 15.0, "t4"), (True, (8, 0), 39.4, "a100"),
+    (True, (8, 0), 79.2, "a100"), (True, (9, 0), 79.6, "h100"), (True, (9, 0), 139.8, "h100"),
+    # 24 GB cards with bf16 get the 7B recipe sized for them, not the A100's (which the pre-flight would refuse)
+    (True, (8, 9), 22.5, "l4"), (True, (8, 6), 22.3, "l4"), (True, (8, 6), 23.6, "l4"), (True, (8, 9), 23.6, "l4"),
+    # small bf16 cards and old big cards get the 1.5B recipe
+    (True, (8, 6), 11.8, "t4"), (True, (7, 0), 31.7, "t4"),
 ])
-def test_detection_follows_compute_capability(monkeypatch, cuda, capability, expected):
-    monkeypatch.setitem(__import__("sys").modules, "torch", fake_torch(cuda, capability))
+def test_detection_follows_compute_capability_and_memory(monkeypatch, cuda, capability, memory_gib, expected):
+    monkeypatch.setitem(__import__("sys").modules, "torch", fake_torch(cuda, capability, memory_gib or 0))
     assert config.detect_profile() == expected
+
+
+def test_every_gpu_profile_names_the_gpu_auto_detection_would_pick_it_on():
+    from helpers import memory
+
+    capability = {"T4 16 GB": (7, 5), "L4 24 GB": (8, 9), "A100 40 GB": (8, 0), "H100 80 GB": (9, 0)}
+    gpus = {gpu.name: gpu.memory_gib for gpu in memory.GPUS}
+    for name, profile in config.PROFILES.items():
+        if profile.device == "cpu":
+            assert profile.gpu == "" and not profile.needs_hub
+            continue
+        assert profile.gpu in gpus, f"{name}: gpu {profile.gpu!r} is not in helpers.memory.GPUS"
+        assert config.profile_for_gpu(capability[profile.gpu], gpus[profile.gpu]) == name
+        assert profile.needs_hub
 
 
 def test_dtypes_follow_the_hardware():
@@ -50,14 +71,21 @@ def test_unknown_profile_is_one_clear_line():
 def test_tiny_profile_is_local_and_gpu_profiles_are_hub_ids():
     assert config.get_profile("cpu-tiny").model_id == str(config.TINY_MODEL_DIR)
     assert config.get_profile("cpu-tiny").device == "cpu"
-    for name in ("t4", "a100", "h100"):
+    for name in ("t4", "l4", "a100", "h100"):
         assert "/" in config.PROFILES[name].model_id and config.PROFILES[name].device == "cuda"
 
 
 def test_artifacts_dir_is_per_profile(tmp_path, monkeypatch):
+    monkeypatch.delenv(config.ARTIFACTS_ENV_VAR, raising=False)
     monkeypatch.setattr(config, "ARTIFACTS_DIR", tmp_path)
     path = config.artifacts_dir(config.get_profile("cpu-tiny"), "adapter")
     assert path == tmp_path / "cpu-tiny" / "adapter" and path.is_dir()
+
+
+def test_artifacts_can_live_elsewhere_for_example_on_drive(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.ARTIFACTS_ENV_VAR, str(tmp_path / "drive"))
+    path = config.artifacts_dir("t4", "adapter")
+    assert path == tmp_path / "drive" / "t4" / "adapter" and path.is_dir()
 
 
 def test_set_seed_repeats():

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
 from helpers import config, memory
-from helpers.memory import PRESETS, MemoryEstimateError, MemoryPreflightError, TrainSetup, estimate
+from helpers.memory import GIB, PRESETS, MemoryEstimateError, MemoryPreflightError, TrainSetup, estimate
 
 
 def test_nf4_double_quant_bits_match_the_qlora_paper():
@@ -61,7 +62,8 @@ def test_verdicts_fit_change_and_refuse():
     assert small["verdict"] == "fits"
     tight = memory.verdict(PRESETS["llama-7b"], TrainSetup(method="qlora", seq_len=2048, batch=16), 15.0)
     assert tight["verdict"] == "fits with these changes"
-    assert any("gradient checkpointing" in c for c in tight["changes"]) and tight["total_gib"] <= 15.0
+    assert any("gradient checkpointing" in c for c in tight["changes"])
+    assert tight["changed_gib"] <= 15.0 * memory.HEADROOM < tight["total_gib"], "total: as asked; changed: after"
     huge = memory.verdict(PRESETS["llama-65b"], TrainSetup(method="qlora"), 15.0)
     assert huge["verdict"] == "does not fit" and huge["smallest_gib"] > 15.0
 
@@ -101,10 +103,33 @@ def test_bad_setup_values_raise():
 def test_preflight_refuses_before_loading_and_passes_when_it_fits():
     cfg = config.get_profile("a100")
     shape = PRESETS["qwen2.5-7b"]
-    with pytest.raises(MemoryPreflightError, match="change:"):
+    with pytest.raises(MemoryPreflightError) as err:
         memory.preflight(cfg.replace(per_device_batch_size=64, max_seq_length=4096), model=shape, limit_gib=40,
                          log=lambda _m: None)
+    needed, usable, after = (float(x) for x in re.findall(r"~?([0-9.]+) GiB", str(err.value))[:3])
+    assert needed > usable >= after, f"the message must not contradict itself: {err.value}"
+    assert "with these changes it needs" in str(err.value) and "gradient_accumulation_steps" in str(err.value)
     assert memory.preflight(cfg, model=shape, limit_gib=80, log=lambda _m: None)["verdict"] == "fits"
+
+
+def test_a_24gb_card_was_refused_the_a100_recipe_with_a_self_contradicting_message():
+    """L4 / A10G / RTX 3090-4090 (22.5 GiB): the a100 recipe now fits (chunked loss), the l4 recipe fits with room."""
+    for name in ("a100", "l4"):
+        assert memory.preflight(config.get_profile(name), limit_gib=22.5, log=lambda _m: None)["verdict"] == "fits"
+
+
+def test_trl_chunked_loss_has_no_full_logits_term():
+    """TRL's SFTTrainer scores the LM head in tiles: the [batch, seq, vocab] logits of a plain loss never exist."""
+    shape = PRESETS["qwen2.5-1.5b"]
+    chunked = memory.estimate(shape, TrainSetup(method="qlora", seq_len=768, batch=4, dtype="float16"))
+    full = memory.estimate(shape, TrainSetup(method="qlora", seq_len=768, batch=4, dtype="float16", loss="full"))
+    assert full.components["logits"] / GIB > 5 > 0.5 > chunked.components["logits"] / GIB
+    assert {k: v for k, v in chunked.components.items() if k != "logits"} == \
+        {k: v for k, v in full.components.items() if k != "logits"}
+    tile = min(768 * 4, memory.LOSS_TILE[0]) * memory.LOSS_TILE[1] * 2  # 3,072 tokens x 32,768 entries in fp16
+    assert tile <= chunked.components["logits"] < 1.5 * tile, "one tile, plus the hidden states' fp32 gradient"
+    with pytest.raises(memory.MemoryEstimateError, match="loss"):
+        TrainSetup(loss="fused")
 
 
 def test_cli_json(capsys):

@@ -36,16 +36,17 @@ def test_environment_yml_matches_pyproject():
     assert sorted(listed) == sorted(PINNED)
 
 
-def test_colab_install_cells_match_pyproject_and_keep_colab_torch():
+def test_colab_installs_the_pyproject_pins_and_keeps_colab_torch():
+    from helpers import colab
+
     pinned = pins_in("\n".join(PINNED))
-    cells = [c for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) for c in nbformat.read(p, as_version=4).cells
-             if "skip-execution" in c.metadata.get("tags", []) and "pip install" in c.source]
-    assert cells, "the setup notebook has a Colab install cell"
-    for cell in cells:
-        found = pins_in(cell.source)
-        assert "torch" not in found, "Colab keeps its own CUDA torch"
-        for name, version in found.items():
-            assert pinned.get(name) == version, f"Colab cell pins {name}=={version}, pyproject says {pinned.get(name)}"
+    found = pins_in("\n".join(colab.colab_pins()))
+    assert "torch" not in found and "ipykernel" not in found, "Colab keeps its own CUDA torch and Jupyter stack"
+    assert {"transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets"} <= set(found)
+    for name, version in found.items():
+        assert pinned.get(name) == version, f"Colab installs {name}=={version}, pyproject says {pinned.get(name)}"
+    for cell in [c for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) for c in nbformat.read(p, as_version=4).cells]:
+        assert "pip install" not in cell.source, "installs go through helpers/colab.py, which reads pyproject.toml"
 
 
 def test_makefile_installs_the_pinned_torch_first():

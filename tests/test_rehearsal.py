@@ -1,0 +1,250 @@
+"""Tier 4: the GPU profiles rehearsed on CPU.
+
+Each GPU profile's model-family-specific code runs here on a stand-in: a random-initialised, tiny model of the
+profile's real architecture (Qwen2, from the committed ``data/model-configs/*/config.json``) with a tokenizer that
+carries Qwen2.5's real chat template (the copy TRL ships) and special tokens, built by ``models.build_stand_in``.
+It goes through the calls notebooks 03 and 04 make: load_tokenizer, the mask check, SFTTrainer steps with
+assistant-only loss on the 4-bit base, batched generation that stops on the right EOS ids, scoring and a merge. The
+configs every profile builds (BitsAndBytesConfig, LoraConfig, SFTConfig flags) and its pre-flight verdict on the GPU
+it names are checked too. What only a GPU can show (fp16/bf16 kernels, real memory, speed) is ``bench/gpu_check.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import config, env, evaluate, memory, models, train
+
+GPU_PROFILES = [name for name, p in config.PROFILES.items() if p.device == "cuda"]
+CAPABILITY = {"T4 16 GB": (7, 5), "L4 24 GB": (8, 9), "A100 40 GB": (8, 0), "H100 80 GB": (9, 0)}
+SHORT_ANSWER = '{"category": "billing", "priority": "low"}'
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory):
+    """One tiny stand-in per hub model the GPU profiles use."""
+    root = tmp_path_factory.mktemp("stand_ins")
+    ids = sorted({config.PROFILES[name].model_id for name in GPU_PROFILES})
+    return {model_id: models.build_stand_in(model_id, root / model_id.split("/")[-1]) for model_id in ids}
+
+
+def on_cpu(name: str, stand_ins: dict[str, Path], **changes) -> config.Profile:
+    """The GPU profile ``name`` pointed at its stand-in and moved to the CPU (fp32 compute: no fp16/bf16 kernels here)."""
+    cfg = config.PROFILES[name]
+    return cfg.replace(model_id=str(stand_ins[cfg.model_id]), device="cpu", torch_dtype="float32",
+                       bnb_compute_dtype="float32", optim="adamw_torch", **changes)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return train.read_jsonl(train.split_path("train"))[:24], train.read_jsonl(train.split_path("test"))[:6]
+
+
+# ---------------------------------------------------------------------------------------------------- template
+
+
+def test_stand_in_carries_the_real_template_and_special_tokens(stand_ins):
+    import trl
+
+    original = (Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja").read_text()
+    for path in stand_ins.values():
+        saved = json.loads((path / "tokenizer_config.json").read_text())
+        assert saved["eos_token"] == "<|im_end|>" and saved["pad_token"] == "<|endoftext|>"
+        assert models.saved_chat_template(path) == original, "the stand-in ships Qwen2.5's unmarked hub template"
+        gen = json.loads((path / "generation_config.json").read_text())
+        assert gen["repetition_penalty"] > 1 and gen["do_sample"], "Qwen's sampling defaults come along"
+
+
+def test_load_tokenizer_swaps_in_the_training_template(stand_ins, rows, capsys):
+    import trl
+
+    original = (Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja").read_text()
+    tokenizer = models.load_tokenizer(next(iter(stand_ins.values())))
+    assert "TRL's training copy" in capsys.readouterr().out, "the swap is printed"
+    assert models.has_generation_markers(tokenizer.chat_template)
+    for row in rows[0][:5]:  # the training copy renders exactly the text of the hub template
+        assert tokenizer.apply_chat_template(row["messages"], tokenize=False) == \
+            tokenizer.apply_chat_template(row["messages"], tokenize=False, chat_template=original)
+
+
+def test_assistant_mask_covers_exactly_the_answer_and_its_end_of_turn_token(stand_ins, rows):
+    tokenizer = models.load_tokenizer(next(iter(stand_ins.values())), log=lambda _m: None)
+    row = rows[0][0]
+    answer = row["messages"][-1]["content"]
+    out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True)
+    ids, mask = out["input_ids"], out["assistant_masks"]
+    trained = tokenizer.decode([t for t, keep in zip(ids, mask) if keep])
+    # Qwen2.5's template puts "\n" after "<|im_start|>assistant" and after "<|im_end|>"; TRL's copy marks both
+    assert trained.strip("\n") == answer + "<|im_end|>"
+    first = mask.index(1)
+    assert tokenizer.decode(ids[:first]).endswith("<|im_start|>assistant"), "nothing of the prompt is trained"
+    report = train.check_assistant_masks(tokenizer, rows[0], config.PROFILES["t4"].max_seq_length)
+    assert report.fully_masked == [] and report.mean_trained_tokens > 10
+
+
+def test_env_check_no_longer_calls_an_unmarked_template_fine(stand_ins):
+    tokenizer = models.load_tokenizer(next(iter(stand_ins.values())), log=lambda _m: None)
+    marked = {f.level for f in env.tokenizer_findings(tokenizer)}
+    tokenizer.chat_template = models.saved_chat_template(next(iter(stand_ins.values())))
+    assert "add_generation_prompt" in tokenizer.chat_template  # the substring the old check was fooled by
+    unmarked = [f for f in env.tokenizer_findings(tokenizer) if f.level == "warn"]
+    assert marked == {"ok"} and any("generation" in f.what for f in unmarked)
+
+
+def test_an_unknown_unmarked_template_is_reported_not_crashed_on(stand_ins, capsys):
+    tokenizer = models.load_tokenizer(next(iter(stand_ins.values())), log=lambda _m: None)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    assert models.use_training_template(tokenizer) is False
+    assert "TRL has no training copy" in capsys.readouterr().out
+    with pytest.raises(train.TrainingSetupError, match="generation"):
+        train.check_assistant_masks(tokenizer, [{"messages": [{"role": "user", "content": "a"},
+                                                              {"role": "assistant", "content": "b"}]}], 64)
+
+
+# ---------------------------------------------------------------------------------------------------- decoding
+
+
+def test_course_decoding_is_plain_greedy_despite_the_generation_config(stand_ins):
+    import torch
+
+    cfg = on_cpu("t4", stand_ins)
+    tokenizer = models.load_tokenizer(cfg, log=lambda _m: None)
+    model = models.load_model(cfg, quantized=False)
+    conv = [[{"role": "user", "content": "My order ORD-123123 never came, order ORD-123123 please"}]]
+    n = 24
+    ours = evaluate.generate(model, tokenizer, conv, n, progress=False)[0]
+    ids = tokenizer(tokenizer.apply_chat_template(conv[0], tokenize=False, add_generation_prompt=True),
+                    add_special_tokens=False, return_tensors="pt")["input_ids"]
+    eos = set(evaluate.decoding_kwargs(model, tokenizer, n)["eos_token_id"])
+    greedy = []
+    with torch.no_grad():  # plain greedy by hand: argmax of the logits, no penalty, no sampling
+        for _ in range(n):
+            nxt = int(model(input_ids=ids).logits[0, -1].argmax())
+            if nxt in eos:
+                break
+            greedy.append(nxt)
+            ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+    assert ours == tokenizer.decode(greedy, skip_special_tokens=True).strip()
+    # what generate() would run with: the course's settings win over Qwen's generation_config...
+    used, _ = model._prepare_generation_config(None, **evaluate.decoding_kwargs(model, tokenizer, n))
+    assert (used.repetition_penalty, used.do_sample, used.num_beams) == (1.0, False, 1)
+    # ...while do_sample=False alone keeps Qwen's repetition_penalty (1.1 / 1.05): penalised greedy
+    plain, _ = model._prepare_generation_config(None, do_sample=False, max_new_tokens=n)
+    assert plain.repetition_penalty == model.generation_config.repetition_penalty > 1.0
+
+
+def test_both_qwen_end_tokens_stop_generation(stand_ins):
+    cfg = on_cpu("t4", stand_ins)
+    tokenizer = models.load_tokenizer(cfg, log=lambda _m: None)
+    model = models.load_model(cfg, quantized=False)
+    eos = evaluate.decoding_kwargs(model, tokenizer, 8)["eos_token_id"]
+    assert set(eos) == {tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")}
+
+
+# ---------------------------------------------------------------------------------------------------- the 03-04 path
+
+
+@pytest.mark.parametrize("name", ["t4", "a100"])
+def test_qlora_sft_generation_scoring_and_merge_on_the_stand_in(name, stand_ins, rows, tmp_path):
+    """Notebook 03-04's calls on the profile's architecture: 4-bit load, mask check, SFTTrainer, generate, score, merge."""
+    import torch
+    from peft import PeftModel
+    from trl import SFTTrainer
+
+    cfg = on_cpu(name, stand_ins, max_seq_length=256, per_device_batch_size=4, gradient_accumulation_steps=1,
+                 learning_rate=1e-2, lora_r=8, lora_alpha=16)
+    tokenizer = models.load_tokenizer(cfg, log=lambda _m: None)
+    # a short fixed answer the tiny random model can learn in a few dozen steps, so that it learns to stop
+    train_rows = [{"messages": r["messages"][:-1] + [{"role": "assistant", "content": SHORT_ANSWER}]}
+                  for r in rows[0][:8]]
+    mask_report = train.check_assistant_masks(tokenizer, train_rows, cfg.max_seq_length)
+    assert not mask_report.fully_masked
+    model = models.load_model(cfg, quantized=True)
+    assert any(type(m).__name__ == "Linear4bit" for m in model.modules()), "the QLoRA path: a 4-bit base"
+    cfg, flags = train.precision(cfg)
+    args = train.sft_config(cfg, tmp_path / "ckpt", flags=flags, max_steps=40, eval_strategy="no",
+                            save_strategy="no", load_best_model_at_end=False, logging_steps=10, disable_tqdm=True,
+                            warmup_steps=0)
+    assert args.assistant_only_loss and args.activation_checkpointing == config.PROFILES[name].gradient_checkpointing
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train.to_dataset(train_rows),
+                         processing_class=tokenizer, peft_config=train.lora_config(cfg))
+    train.match_adapter_dtype(trainer.model, cfg)
+    train.keep_4bit_trainable(trainer.model)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[-1] < losses[0] / 4, f"the stand-in should memorise one short answer: {losses}"
+    after = dict(trainer.model.named_parameters())
+    assert all(not torch.equal(before[n], after[n]) for n in before if "lora_B" in n), "every adapter moved"
+
+    conversations = evaluate.conversations_from_rows(rows[1])
+    outputs = evaluate.generate(trainer.model, tokenizer, conversations, max_new_tokens=48, progress=False)
+    assert outputs == [SHORT_ANSWER] * len(outputs), f"answers end at <|im_end|>: {outputs}"
+    scores = evaluate.score(outputs, [SHORT_ANSWER] * len(outputs))
+    assert scores["json_valid"] == 1.0 and scores["exact_match"] == 1.0
+
+    adapter_dir = tmp_path / "adapter"
+    trainer.save_model(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+    assert models.saved_chat_template(adapter_dir) == tokenizer.chat_template, "the adapter keeps its template"
+    full = models.load_model(cfg, quantized=False)  # merge into a full-precision copy, never the 4-bit one
+    unmerged = PeftModel.from_pretrained(full, str(adapter_dir))
+    unmerged_out = evaluate.generate(unmerged, tokenizer, conversations, 48, progress=False)
+    merged = unmerged.merge_and_unload()
+    assert evaluate.generate(merged, tokenizer, conversations, 48, progress=False) == unmerged_out
+
+
+def test_fp16_overflow_is_caught_right_after_loading(stand_ins):
+    import torch
+
+    cfg = on_cpu("t4", stand_ins)
+    model = models.load_model(cfg, quantized=False)
+    assert models.check_finite_logits(model) > 0
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("inf"))  # what an fp16 overflow inside the network looks like
+    with pytest.raises(models.ModelLoadError, match="fp16.*float32.*bf16"):
+        models.check_finite_logits(model)
+
+
+# ---------------------------------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("name", GPU_PROFILES)
+def test_every_gpu_profile_builds_consistent_configs(name, tmp_path):
+    import torch
+
+    cfg = config.PROFILES[name]
+    capability = CAPABILITY[cfg.gpu]
+    checked, flags = train.precision(cfg, capability=capability, log=lambda _m: None)
+    assert checked == cfg, f"{name} already suits its own GPU ({cfg.gpu}): nothing to switch"
+    half = {"float16": "fp16", "bfloat16": "bf16"}[cfg.bnb_compute_dtype]
+    assert flags == {"bf16": half == "bf16", "fp16": half == "fp16"}
+    assert (half == "bf16") == (capability[0] >= 8), "bf16 only where compute capability >= 8"
+    bnb = models.bnb_config(cfg)
+    assert bnb.load_in_4bit and bnb.bnb_4bit_quant_type == "nf4" and bnb.bnb_4bit_use_double_quant
+    assert bnb.bnb_4bit_compute_dtype == getattr(torch, cfg.bnb_compute_dtype)
+    lora = train.lora_config(cfg)
+    assert lora.r == cfg.lora_r and lora.lora_alpha == cfg.lora_alpha and lora.task_type == "CAUSAL_LM"
+    overrides = {"use_cpu": True} if flags["bf16"] else {}  # this CPU has no bf16 GPU to validate against
+    args = train.sft_config(cfg, tmp_path, flags=flags, **overrides)
+    assert (args.fp16, args.bf16) == (flags["fp16"], flags["bf16"])
+    assert args.optim == "paged_adamw_8bit" and args.activation_checkpointing
+    assert args.assistant_only_loss and args.report_to in ("none", [], ["none"])
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 16, "same effective batch"
+
+
+@pytest.mark.parametrize("name", GPU_PROFILES)
+def test_every_gpu_profile_fits_on_the_gpu_it_names(name):
+    cfg = config.PROFILES[name]
+    gpu = next(g for g in memory.GPUS if g.name == cfg.gpu)
+    shape = memory.resolve_shape(cfg.model_id)
+    setup = memory.setup_from_profile(cfg)
+    assert memory.verdict(shape, setup, gpu.memory_gib)["verdict"] == "fits"
+    # the committed config.json is the shape the estimator sizes
+    folder = models.stand_in_dir(cfg.model_id)
+    assert memory.resolve_shape(str(folder / "config.json")).total_params() == shape.total_params()
+    assert memory.preflight(cfg, limit_gib=gpu.memory_gib, log=lambda _m: None)["verdict"] == "fits"
