@@ -3,7 +3,8 @@
 Run: ``HF_HUB_OFFLINE=1 python bench/bench_memory.py [--steps 2] [--only NAME ...]``.
 
 For each configuration (random-initialised Llama models of different sizes; full fine-tuning, LoRA, QLoRA with and
-without gradient checkpointing) a fresh Python process:
+without gradient checkpointing; a plain loss over full logits and the tiled LM-head loss of TRL's ``SFTTrainer``,
+which the course trains with) a fresh Python process:
 
 1. imports torch / transformers / peft / bitsandbytes and runs one training step of a 2-layer model through the same
    code path (lazy imports, thread pools and kernels are loaded before anything is measured);
@@ -55,6 +56,7 @@ class Case:
     batch: int
     grad_checkpointing: bool = False
     lora_r: int = 16
+    loss: str = "full"  # "full": model(..., labels=...).loss; "chunked": TRL SFTTrainer's fused LM head
 
 
 CASES = (
@@ -62,6 +64,10 @@ CASES = (
     Case("lora-50M", 768, 2048, 6, 12, 4, 16000, "lora", 256, 4),
     Case("qlora-123M", 1024, 2816, 8, 16, 4, 32000, "qlora", 256, 4),
     Case("qlora-123M-ckpt", 1024, 2816, 8, 16, 4, 32000, "qlora", 512, 4, grad_checkpointing=True),
+    # Qwen2.5's 151,936-token vocabulary on a 2-layer model, 4 x 198 = 792 tokens: the logits term dominates, so the
+    # same run through a plain loss and through the loss TRL's SFTTrainer uses (the course's path) differ most here.
+    Case("qlora-152k-plain", 512, 1408, 2, 8, 2, 151936, "qlora", 198, 4),
+    Case("qlora-152k-sfttrainer", 512, 1408, 2, 8, 2, 151936, "qlora", 198, 4, loss="chunked"),
 )
 
 
@@ -73,7 +79,7 @@ def shape_of(case: Case) -> memory.ModelShape:
 def setup_of(case: Case) -> memory.TrainSetup:
     return memory.TrainSetup(method=case.method, seq_len=case.seq_len, batch=case.batch, lora_r=case.lora_r,
                              lora_dropout=0.05, optimizer="adamw", grad_checkpointing=case.grad_checkpointing,
-                             dtype="float32", device="cpu")
+                             dtype="float32", device="cpu", loss=case.loss)
 
 
 # ---------------------------------------------------------------------------------------------------- child side
@@ -99,6 +105,10 @@ def _build(case: Case, folder: str, quantized: bool):
             bnb_4bit_compute_dtype=torch.float32)
         kwargs["device_map"] = {"": "cpu"}
     model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    if case.loss == "chunked":  # what SFTTrainer installs (before PEFT wraps the model): a tiled LM-head loss
+        from trl.trainer.utils import add_fused_lm_head
+
+        add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
     for tensor in [*model.parameters(), *model.buffers()]:
         if tensor.__class__.__name__ != "Params4bit":
             # Copy out of the safetensors memory map: RSS then counts what training holds, not file pages that were
@@ -126,7 +136,8 @@ def _steps(model, case: Case, steps: int) -> float:
     loss = torch.tensor(0.0)
     for _ in range(steps):
         ids = torch.randint(0, case.vocab, (case.batch, case.seq_len), generator=gen)
-        loss = model(input_ids=ids, labels=ids).loss
+        extra = {"fused_lm_head": True} if case.loss == "chunked" else {}
+        loss = model(input_ids=ids, labels=ids, **extra).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -141,7 +152,7 @@ def child(case: Case, folder: str, warm_folder: str, steps: int) -> dict:
     import torch
 
     torch.set_num_threads(2)
-    warm = Case("warm", 64, 128, 2, 2, 1, 256, case.method, 16, 2, case.grad_checkpointing, 4)
+    warm = Case("warm", 64, 128, 2, 2, 1, 256, case.method, 16, 2, case.grad_checkpointing, 4, loss=case.loss)
     _steps(_build(warm, warm_folder, case.method == "qlora"), warm, 1)
     gc.collect()
     base = _rss_kb("VmRSS")

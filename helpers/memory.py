@@ -21,8 +21,8 @@ from its config; the rest follows how PyTorch, PEFT and bitsandbytes store tenso
   input, plus the part of one recomputed layer that exceeds the logits (freed before the first recomputation).
 * logits: how the loss is computed decides this term. TRL's ``SFTTrainer`` (the course's path, ``loss="chunked"``)
   projects the hidden states through the LM head in tiles of at most 4,096 tokens x 32,768 vocabulary entries and
-  folds each tile into a running log-sum-exp, so only one tile, an fp32 gradient of the hidden states and a copy of
-  them exist; a plain ``model(..., labels=...).loss`` (``loss="full"``) materialises batch x seq x vocab logits in the
+  folds each tile into a running log-sum-exp, so only one tile (on a GPU; about eight fp32 copies of it on a CPU, where
+  the fold runs as plain torch ops), an fp32 gradient of the hidden states and a copy of them exist; a plain ``model(..., labels=...).loss`` (``loss="full"``) materialises batch x seq x vocab logits in the
   compute dtype, their fp32 copy, the log-softmax and its gradient.
 """
 
@@ -46,6 +46,10 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 CUDA_OVERHEAD_GIB = 0.75  # CUDA context + cuBLAS workspace + allocator slack; not counted on CPU
 LOSSES = ("chunked", "full")  # TRL SFTTrainer's tiled LM-head loss, or a plain loss over full logits
 LOSS_TILE = (4096, 32768)  # tokens x vocabulary entries per tile of TRL's chunked log-prob kernel (trl 1.16)
+# Tiles alive at once. With Triton (CUDA) the kernels fold a tile in place: one buffer. Without it (CPU) TRL runs the
+# same math as torch ops, whose backward holds about eight fp32 copies of the tile (logits, probabilities, gradient,
+# ...): measured by bench/bench_memory.py (case qlora-152k-sfttrainer).
+LOSS_TILE_COPIES = {"cuda": 1, "cpu": 8}
 
 
 class MemoryEstimateError(ValueError):
@@ -306,7 +310,8 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> Estimate:
     if setup.loss == "chunked":
         # one [tokens x vocab] tile, the fp32 gradient of the hidden states and the gathered hidden states; full
         # fine-tuning also accumulates the LM head's gradient in fp32
-        tile = min(tokens, LOSS_TILE[0]) * min(V, LOSS_TILE[1]) * b
+        tile = min(tokens, LOSS_TILE[0]) * min(V, LOSS_TILE[1])
+        tile *= b if setup.device == "cuda" else 4 * LOSS_TILE_COPIES["cpu"]  # the CPU path computes in fp32
         logits = tile + tokens * h * (4 + b) + (V * h * 4 if setup.method == "full" else 0)
     else:
         logits = tokens * V * (b + 4 + 4 + 4 if b < 4 else 12)

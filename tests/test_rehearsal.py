@@ -248,3 +248,20 @@ def test_every_gpu_profile_fits_on_the_gpu_it_names(name):
     folder = models.stand_in_dir(cfg.model_id)
     assert memory.resolve_shape(str(folder / "config.json")).total_params() == shape.total_params()
     assert memory.preflight(cfg, limit_gib=gpu.memory_gib, log=lambda _m: None)["verdict"] == "fits"
+
+
+def test_the_gpu_check_script_runs_end_to_end_on_cpu_stand_ins(tmp_path):
+    """bench/gpu_check.py is the one command for a GPU machine; its CPU rehearsal keeps it from rotting."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "results.md"
+    run = subprocess.run([sys.executable, str(config.REPO_ROOT / "bench" / "gpu_check.py"), "--cpu-rehearsal",
+                          "--profiles", "t4", "--steps", "2", "--out", str(out)], capture_output=True, text=True,
+                         timeout=1200, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(next(line[len("RESULT "):] for line in run.stdout.splitlines() if line.startswith("RESULT ")))
+    assert result["profile"] == "t4" and result["finite_losses"] and result["s_per_step"] > 0
+    assert result["peak_gib"] is None, "no GPU, no measured GPU peak"
+    text = out.read_text()
+    assert "CPU (rehearsal)" in text and "| t4 | Qwen/Qwen2.5-1.5B-Instruct |" in text
