@@ -378,3 +378,12 @@ def test_broken_pipe_is_not_a_traceback(tmp_path):
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert proc.stdout.count("\n") == 1 and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_a_utf16_jsonl_is_read_flagged_and_converted_to_utf8(tmp_path, capsys):
+    src = tmp_path / "u16.jsonl"
+    src.write_bytes(lines_of(ROW, ROW).encode("utf-16"))
+    report = validate(src)
+    assert report.codes() == ["wrong_encoding"] and report.n_valid == 2 and report.exit_code == 1
+    rc, out = cli(capsys, "convert", str(src), "--out", str(tmp_path / "u8.jsonl"))
+    assert rc == 0 and validate(tmp_path / "u8.jsonl").exit_code == 0

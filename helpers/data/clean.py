@@ -8,6 +8,7 @@ that are not valid chat rows (see :mod:`helpers.data.validate`) are written to t
 from __future__ import annotations
 
 import json
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -144,6 +145,8 @@ def _where(row: dict[str, Any], index: int) -> str:
 
 def clean_rows(rows: list[dict[str, Any]], cfg: CleanConfig = CleanConfig()) -> CleanResult:
     """Normalise, scrub PII, filter by length, drop exact then near duplicates. Taught in 02_dataset."""
+    from helpers.data.validate import check_row
+
     kept: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     pii: Counter[str] = Counter()
@@ -164,6 +167,10 @@ def clean_rows(rows: list[dict[str, Any]], cfg: CleanConfig = CleanConfig()) -> 
                 m = {**m, "content": new}
             messages.append(m)
         row = {**row, "messages": messages}
+        broken = [p for p in check_row(row, 0) if p.is_error]
+        if broken:  # cleaning emptied a message (an answer of only zero-width spaces): it would fail validate
+            rejects.append(_reject(row, f"invalid_after_cleaning:{broken[0].code}", broken[0].message))
+            continue
         text = user_text(row)
         if len(text) < cfg.min_chars:
             rejects.append(_reject(row, "too_short", f"{len(text)} user characters < {cfg.min_chars}"))
@@ -199,26 +206,95 @@ def clean_rows(rows: list[dict[str, Any]], cfg: CleanConfig = CleanConfig()) -> 
 
 def clean_file(in_path: str | Path, out_path: str | Path, rejects_path: str | Path,
                cfg: CleanConfig = CleanConfig()) -> CleanResult:
-    """Clean a JSONL file: kept rows to ``out_path``, every removed or invalid row to ``rejects_path`` with why."""
-    from helpers.data.formats import DataFormatError, write_jsonl
+    """Clean a JSONL file: kept rows to ``out_path``, every removed or invalid row to ``rejects_path`` with why.
+
+    The input is never overwritten (an output path equal to the input, or both outputs at one path, is refused before
+    anything is read), both outputs are checked for writability first and written atomically, and a rejected line
+    keeps its text: ``raw`` (or ``raw_base64`` for bytes that are not UTF-8) beside the parsed ``data``.
+    """
+    from helpers.data.formats import DataFormatError, jsonl_writer, write_files
     from helpers.data.validate import validate
 
+    check_outputs(in_path, {"--out": out_path, "--rejects": rejects_path})
     report = validate(in_path)
     if report.unreadable:
         raise DataFormatError(report.file_problems[0].format(in_path))
     invalid = []
+    first_problem = report.rows[0].problems[0] if report.rows and report.rows[0].problems else None
     for r in report.rows:
         if not r.valid:
-            first = next((p for p in r.problems if p.is_error), None)
-            code, message = (first.code, first.message) if first else ("json_array", "item of a JSON array file")
-            invalid.append({"line": r.line, "data": r.data if isinstance(r.data, (dict, list)) else None,
-                            "reject": {"reason": f"invalid:{code}", "detail": message}})
+            first = next((p for p in r.problems if p.is_error), None) or first_problem
+            invalid.append({**_raw_record(r), "reject": {"reason": f"invalid:{first.code}", "detail": first.message}})
     result = clean_rows(report.valid_rows(), cfg)
     result.stats = {"rows_in": report.n_rows, "invalid_in": len(invalid), **result.stats}
     assert result.stats["rows_in"] == result.stats["valid_in"] + result.stats["invalid_in"]
-    write_jsonl(result.kept, out_path)
-    write_jsonl(invalid + result.rejects, rejects_path)
+    write_files({Path(out_path): jsonl_writer(result.kept), Path(rejects_path): jsonl_writer(invalid + result.rejects)})
     return result
+
+
+def _raw_record(row: Any) -> dict[str, Any]:
+    """``line``, the raw text of an invalid row (``raw``, or ``raw_base64`` when not UTF-8) and its parsed ``data``."""
+    import base64
+
+    from helpers.data.validate import surrogate_where
+
+    record: dict[str, Any] = {"line": row.line}
+    if row.raw is not None:
+        try:
+            record["raw"] = row.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            record["raw_base64"] = base64.b64encode(row.raw).decode("ascii")
+    record["data"] = row.data if surrogate_where(row.data) is None else None
+    return record
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when two paths name one file (symlinks, ``./`` and hard links included)."""
+    try:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_outputs(in_path: str | Path, outputs: dict[str, str | Path]) -> None:
+    """Refuse, in one line, outputs that are the input, each other, a directory or below a file. Taught in 02_dataset."""
+    from helpers.data.formats import DataFormatError
+    from helpers.data.validate import display_path
+
+    named = list(outputs.items())
+    for i, (label, path) in enumerate(named):
+        shown = display_path(path)
+        if same_file(path, in_path):
+            raise DataFormatError(f"error: {label} {shown} is the input file: write to another path (the input is "
+                                  f"never overwritten)")
+        for other, other_path in named[i + 1:]:
+            if same_file(path, other_path):
+                raise DataFormatError(f"error: {label} and {other} are the same file {shown}: give each its own path")
+        reason = _unwritable(Path(path))
+        if reason:
+            raise DataFormatError(f"error: {label} {shown}: cannot write there ({reason}): choose a file path in a "
+                                  f"folder you can write to")
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be written as a file (before anything is written), or None."""
+    from helpers.data.validate import display_path
+
+    try:
+        if path.is_dir():
+            return "it is a directory"
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"{display_path(parent)} is a file, not a folder"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"no permission to write in {display_path(parent)}"
+    except (OSError, ValueError) as err:
+        return getattr(err, "strerror", None) or str(err)
+    return None
 
 
 def make_near_duplicates(rows: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, Any]]:
