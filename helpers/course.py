@@ -87,7 +87,7 @@ def _images(nb: Any, out_dir: Path, stem: str, limit: int = 6) -> list[str]:
 
 
 def _progress(name: str, total: int, started: float):
-    """Hook printing ``name: cell i/n, elapsed`` as cells finish (on one line in a terminal)."""
+    """Hook printing ``name: cell i/n, elapsed`` as cells finish (``i`` 1-based, as in the failure message)."""
     tty = sys.stdout.isatty()
 
     def hook(cell: Any, cell_index: int, **_: Any) -> None:
@@ -120,7 +120,7 @@ def run_notebook(path: Path, run_dir: Path, profile: str, timeout: int = 1800) -
         result.status = "failed"
         failed = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))]
-        result.failed_cell = failed[0] if failed else None
+        result.failed_cell = failed[0] + 1 if failed else None  # 1-based, as the progress line counts
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         result.error = f"{errors[0]['ename']}: {errors[0]['evalue']}" if errors else str(err).strip().splitlines()[-1]
     finally:
@@ -201,13 +201,21 @@ def run_course(profile: str = "auto", only: list[str] | None = None, keep_going:
     return 0 if all(r.status == "ok" for r in results) else 1
 
 
+def _prefix(text: str) -> str:
+    """An argparse type: a non-empty notebook name prefix (an empty one would match every notebook)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty prefix matches every notebook: give one like 02")
+    return text.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``run`` and ``list``."""
     parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks in order and write a report")
     run.add_argument("--profile", default="auto", help="cpu-tiny, t4, a100, h100 or auto (default)")
-    run.add_argument("--only", nargs="+", metavar="NN", help="run only notebooks starting with these prefixes")
+    run.add_argument("--only", nargs="+", metavar="NN", type=_prefix,
+                     help="run only notebooks starting with these prefixes")
     run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
     run.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
     sub.add_parser("list", help="list the notebooks")
@@ -224,4 +232,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.cli import run as run_cli
+
+    sys.exit(run_cli(main))
