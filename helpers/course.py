@@ -127,11 +127,26 @@ def run_notebook(path: Path, run_dir: Path, profile: str, timeout: int = 1800) -
         result.seconds = round(time.time() - started, 1)
         if sys.stdout.isatty():
             print()
-        nbformat.write(nb, run_dir / path.name)
+        nbformat.write(portable_outputs(nb), run_dir / path.name)
         metrics_file = metrics_dir / f"{path.stem}.json"
         result.metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         result.images = _images(nb, run_dir, path.stem)
     return result
+
+
+def portable_outputs(nb: Any) -> Any:
+    """Outputs with this machine's paths made repo-relative (``helpers.config.repo_relative``), for sharing runs/."""
+    from helpers.config import repo_relative
+
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            for key in ("text", "evalue", "traceback"):
+                if key in output:
+                    output[key] = repo_relative(output[key])
+            for mime, value in output.get("data", {}).items():
+                if mime.startswith("text/") or mime.endswith("json"):
+                    output["data"][mime] = repo_relative(value)
+    return nb
 
 
 def _fmt(value: Any) -> str:
