@@ -1,4 +1,4 @@
-"""``python -m helpers.data {build,validate,clean,split,convert}``: the course dataset from the command line.
+"""``python -m helpers.data {build,validate,clean,split,convert,pii-scores}``: the course dataset from the command line.
 
 Taught in 02_dataset. ``build`` regenerates ``data/tickets/`` byte for byte (fixed seeds, no timestamps).
 """
@@ -225,6 +225,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pii_scores(args: argparse.Namespace) -> int:
+    from helpers.data.clean import pii_scores, read_pii_set
+
+    try:
+        cases = read_pii_set(args.set)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"error: {args.set}: cannot read the labelled set ({type(err).__name__}: {err})"[:300])
+        return 2
+    scores = pii_scores(cases)
+    print(f"{'kind':<9}{'labelled':>9}{'flagged':>9}{'precision':>11}{'recall':>8}")
+    for kind, s in scores.items():
+        print(f"{kind:<9}{s['labelled']:>9}{s['flagged']:>9}{s['precision']:>11.3f}{s['recall']:>8.3f}")
+    return 0
+
+
 def _fraction(text: str) -> float:
     """An argparse type: a similarity in (0, 1]."""
     try:
@@ -279,13 +294,20 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--to", choices=("messages", "prompt_completion", "text", "openai", "csv"), default="messages")
     k.add_argument("--tokenizer", help="needed for --to text (the chat template renders rows)")
     k.add_argument("--system", help="system prompt to add when converting prompt/completion rows")
+    q = sub.add_parser("pii-scores", help="precision and recall of PII scrubbing per kind on a hand-labelled set")
+    q.add_argument("--set", type=Path, default=None, help="labelled JSONL (default: data/pii/labelled.jsonl)")
     args = parser.parse_args(argv)
+    if args.command == "pii-scores" and args.set is None:
+        from helpers.data.clean import PII_SET
+
+        args.set = PII_SET
     if args.command == "clean" and args.min_chars > args.max_chars:
         c.error(f"--min-chars {args.min_chars} is above --max-chars {args.max_chars}: every row would be rejected")
     if args.command == "build":
         build(args.out)
         return 0
-    commands = {"validate": cmd_validate, "clean": cmd_clean, "split": cmd_split, "convert": cmd_convert}
+    commands = {"validate": cmd_validate, "clean": cmd_clean, "split": cmd_split, "convert": cmd_convert,
+                "pii-scores": cmd_pii_scores}
     return commands[args.command](args)
 
 
