@@ -16,14 +16,130 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Applied in this order (a card number must be masked before the phone pattern could see part of it).
+# Street types of US/UK addresses (full and USPS-style short forms) and words that start a street name elsewhere.
+STREET_TYPES = ("street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|parkway|pkwy"
+                "|terrace|ter|circle|cir|highway|hwy|square|sq|trail|trl|crescent|cres|close|row|plaza|alley|loop"
+                "|pike|grove|gardens|mews|walk")
+_CITY = r"(?-i:[A-Z][a-z][\w'-]*(?: [A-Z][a-z][\w'-]*){0,2})"  # one to three capitalised words (not NY, NW1)
+_US_TAIL = rf"(?:, {_CITY}|(?-i: [A-Z][a-z]+\b))?(?:,? (?-i:[A-Z]{{2}}) \d{{5}}(?:-\d{{4}})?|,? (?-i:[A-Z]{{1,2}}\d[A-Z\d]? \d[A-Z]{{2}}))?"
+ADDRESS_PATTERN = re.compile(
+    # 350 Fifth Avenue, New York, NY 10118 / 221B Baker Street, London NW1 6XE / 7 park lane (not "5 pm drive")
+    rf"(?<![\w-])\d{{1,5}}[A-Za-z]?(?! (?:am|pm|a\.m\.|p\.m\.|way|times?|hours?|days?|miles?|minutes?)\b)"
+    rf" (?:(?:[NSEW]\.? )?[\w'.-]+ ){{0,3}}?(?:{STREET_TYPES})\b\.?{_US_TAIL}"
+    # Hauptstraße 5, 10115 Berlin / Calle Mayor 10, 28013 Madrid
+    rf"|(?-i:[A-ZÄÖÜ][\wäöüß-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|damm|ring))(?: \d{{1,4}}[a-z]?)"
+    rf"(?:, \d{{5}} {_CITY})?"
+    rf"|(?:Calle|Avenida|Plaza|Paseo|Via|Viale|Piazza|Rua|Carrer) (?:[\w'-]+ ){{1,3}}\d{{1,4}}(?:, \d{{5}} {_CITY})?"
+    # 12 rue de Rivoli, 75001 Paris
+    rf"|\d{{1,4}}(?: ?bis| ?ter)?,? (?:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai) (?:[\w'-]+ ){{0,3}}"
+    rf"[\w'-]+(?:, \d{{5}} {_CITY})?",
+    re.IGNORECASE)
+EMAIL_PATTERN = re.compile(r"(?<![\w.%+-])[\w.%+-]+@(?:[^\W_](?:[\w-]*[^\W_])?\.)*[^\W_](?:[\w-]*[^\W_])?")
+IBAN_PATTERN = re.compile(r"(?<![\w-])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![\w-])")
+CARD_PATTERN = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+# Words that make a long number an id rather than a phone number ("order 2125551234").
+NOT_A_PHONE = re.compile(r"(?:order|invoice|inv|ref|reference|tracking|account|acct|serial|sn|ticket|case|no\.?|"
+                         r"number|#)\s*:?\s*$", re.IGNORECASE)
+PHONE_REGIONS = ("GB", "DE", "FR", "ES", "IT", "NL", "IN", "AU")  # national formats tried after US ("020 7946 0958")
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn checksum every payment card number satisfies."""
+    total = 0
+    for i, c in enumerate(reversed(digits)):
+        n = int(c) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def iban_ok(text: str) -> bool:
+    """The ISO 13616 mod-97 check of an IBAN (spaces ignored)."""
+    compact = text.replace(" ", "")
+    rearranged = compact[4:] + compact[:4]
+    return 15 <= len(compact) <= 34 and int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def find_ibans(text: str) -> list[tuple[int, int]]:
+    """IBANs that pass the mod-97 check (trailing groups dropped until one does)."""
+    spans = []
+    for match in IBAN_PATTERN.finditer(text):
+        candidate = match.group()
+        while candidate and not iban_ok(candidate):
+            candidate = candidate[: max(candidate.rfind(" "), 0)] if " " in candidate[4:] else ""
+        if candidate:
+            spans.append((match.start(), match.start() + len(candidate)))
+    return spans
+
+
+def find_cards(text: str) -> list[tuple[int, int]]:
+    """Card numbers: grouped like a card (4-4-4-4, Amex 4-6-5) or 13-19 digits that pass the Luhn check."""
+    spans = []
+    for match in CARD_PATTERN.finditer(text):
+        groups = [len(g) for g in re.split(r"[ -]", match.group())]
+        digits = re.sub(r"\D", "", match.group())
+        if groups in ([4, 4, 4, 4], [4, 6, 5], [4, 6, 4]) or (len(groups) == 1 and luhn_ok(digits)) or (
+                13 <= len(digits) <= 19 and luhn_ok(digits) and set(groups) <= {4, 5, 6}):
+            spans.append(match.span())
+    return spans
+
+
+def find_emails(text: str) -> list[tuple[int, int]]:
+    """Email addresses, Unicode ones included; the domain must hold a letter (``foo@1.2.3`` is not one)."""
+    return [m.span() for m in EMAIL_PATTERN.finditer(text)
+            if any(c.isalpha() for c in m.group().split("@", 1)[1])]
+
+
+def find_phones(text: str) -> list[tuple[int, int]]:
+    """Phone numbers found by ``phonenumbers`` (Google's libphonenumber): international ones, valid national ones,
+    and US-length numbers written with separators; not when an id word comes before (``order 1234567890``)."""
+    try:
+        import phonenumbers
+        from phonenumbers import Leniency, PhoneNumberMatcher
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("PII scrubbing needs phonenumbers: pip install 'phonenumbers==9.0.43' (the pin in "
+                                  "pyproject.toml)") from None
+
+    # "0044 20 ..." is "+44 20 ..." dialled from Europe: same length, so the offsets hold.
+    work = re.sub(r"(?<![\d+])00(?=[1-9]\d)", " +", text)
+    spans: list[tuple[int, int]] = []
+    for region in ("US", *PHONE_REGIONS):
+        if region != "US" and not re.search(r"(?<![\d+])0\d", work):
+            break
+        for match in PhoneNumberMatcher(work, region, leniency=Leniency.POSSIBLE):
+            raw = match.raw_string
+            digits = re.sub(r"\D", "", raw)
+            international = raw.lstrip().startswith("+")
+            if region != "US" and (international or not raw.startswith("0")):
+                continue  # only national formats are new in the other regions' passes
+            valid = phonenumbers.is_valid_number(match.number)
+            formatted = bool(re.search(r"\d[ .()-]+\d", raw)) and len(digits) >= 10
+            if not (international or valid or formatted) or NOT_A_PHONE.search(work[: match.start]):
+                continue
+            if match.start > 0 and (work[match.start - 1].isalnum() or work[match.start - 1] in "-_/"):
+                continue  # part of a longer token (ORD-1234567)
+            start = match.start + (len(raw) - len(raw.lstrip()))
+            if text[start - 1:start + 1] == "00":
+                start -= 1  # the "00" prefix that became " +"
+            span = (start, match.end)
+            if not any(s < span[1] and span[0] < e for s, e in spans):
+                spans.append(span)
+    return spans
+
+
+def find_addresses(text: str) -> list[tuple[int, int]]:
+    """Street addresses (US/UK house number + street type, with city, state and ZIP or postcode; German, Spanish,
+    Italian and French street forms)."""
+    return [m.span() for m in ADDRESS_PATTERN.finditer(text)]
+
+
+# Applied in this order, each on the text with earlier finds masked (an IBAN holds card-like digit groups, a card
+# number phone-like ones).
 PII_PATTERNS: dict[str, Any] = {
-    "card": re.compile(r"(?<!\d)(?:\d{4}[ -]){3}\d{4}(?!\d)|(?<![\d-])\d{15,16}(?![\d-])"),
-    "email": re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"),
-    "phone": re.compile(r"(?<![\w-])(?:\+\d{1,3}[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?![\w-])"),
-    "address": re.compile(
-        r"(?<![\w-])\d{1,5} (?:[A-Za-z]+ ){1,3}(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd"
-        r"|way|court|ct|place|pl)\b\.?(?-i:,? [A-Z][a-z]+\b)?", re.IGNORECASE),
+    "iban": find_ibans,
+    "card": find_cards,
+    "email": find_emails,
+    "phone": find_phones,
+    "address": find_addresses,
 }
 PII_TOKENS = {kind: f"[{kind.upper()}]" for kind in PII_PATTERNS}
 PII_SET = Path(__file__).resolve().parents[2] / "data" / "pii" / "labelled.jsonl"  # hand-labelled, see its README
