@@ -223,6 +223,13 @@ def _prefix(text: str) -> str:
     return text.strip()
 
 
+def _seconds(text: str) -> int:
+    """An argparse type: a whole number of seconds >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds >= 1")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``run`` and ``list``."""
     parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
@@ -232,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--only", nargs="+", metavar="NN", type=_prefix,
                      help="run only notebooks starting with these prefixes")
     run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
-    run.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    run.add_argument("--timeout", type=_seconds, default=1800, help="seconds allowed per cell")
     sub.add_parser("list", help="list the notebooks")
     args = parser.parse_args(argv)
     if args.command == "list":

@@ -181,3 +181,9 @@ def test_progress_and_error_name_the_same_cell(tmp_path, capsys):
     progress = [line.strip() for line in out.splitlines() if line.strip().startswith("00_x: cell")]
     last_progress_cell = progress[-1].split("cell ")[1].split("/")[0]
     assert f"failed at cell {last_progress_cell}:" in out, out
+
+
+def test_course_timeout_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exc:
+        course.main(["run", "--timeout", "-5"])
+    assert exc.value.code == 2 and "--timeout" in capsys.readouterr().err

@@ -387,3 +387,23 @@ def test_a_utf16_jsonl_is_read_flagged_and_converted_to_utf8(tmp_path, capsys):
     assert report.codes() == ["wrong_encoding"] and report.n_valid == 2 and report.exit_code == 1
     rc, out = cli(capsys, "convert", str(src), "--out", str(tmp_path / "u8.jsonl"))
     assert rc == 0 and validate(tmp_path / "u8.jsonl").exit_code == 0
+
+
+def test_a_pipe_or_device_as_output_is_written_in_place_not_replaced(tmp_path):
+    import stat
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_jsonl([ROW], fifo)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and json.loads(got[0]) == ROW
+
+
+def test_build_into_a_path_below_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    rc, out = cli(capsys, "build", "--out", str(tmp_path / "file" / "sub"))
+    assert rc == 2 and len(out) == 1 and out[0].startswith("error: --out ")

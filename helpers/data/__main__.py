@@ -146,6 +146,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
     except DataFormatError as err:
         print(err)
         return 2
+    except OSError as err:  # a full disk, a device that refuses writes: nothing was replaced
+        print(f"error: cannot write the outputs ({err.strerror or err}): no file was changed; free space or choose "
+              f"other paths")
+        return 2
     s = result.stats
     print(f"rows in: {s['rows_in']}, invalid: {s['invalid_in']}, kept: {s['kept']}, rejected: {s['rejected']}")
     print("reasons: " + json.dumps(s["reasons"]) + "  pii: " + json.dumps(s["pii"]))
@@ -187,7 +191,12 @@ def cmd_split(args: argparse.Namespace) -> int:
     rows = report.valid_rows()
     cfg = SplitConfig(seed=args.seed, near_threshold=args.near_threshold)
     splits = split_rows(rows, cfg)
-    write_files({outputs[f"--out-dir {name}.jsonl"]: jsonl_writer(split) for name, split in splits.items()})
+    try:
+        write_files({outputs[f"--out-dir {name}.jsonl"]: jsonl_writer(split) for name, split in splits.items()})
+    except OSError as err:
+        print(f"error: cannot write the splits ({err.strerror or err}): no file was changed; free space or choose "
+              f"another --out-dir")
+        return 2
     leakage = check_leakage(splits, cfg.near_threshold)
     print(", ".join(f"{k}: {len(v)}" for k, v in splits.items()) + f"; {leakage.summary()}")
     for name, split in splits.items():
@@ -304,7 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "clean" and args.min_chars > args.max_chars:
         c.error(f"--min-chars {args.min_chars} is above --max-chars {args.max_chars}: every row would be rejected")
     if args.command == "build":
-        build(args.out)
+        from helpers.data.clean import check_outputs
+        from helpers.data.formats import DataFormatError
+
+        try:
+            check_outputs("", {"--out": Path(args.out) / "tickets.jsonl"})
+            build(args.out)
+        except (DataFormatError, OSError) as err:
+            print(f"error: {str(err).removeprefix('error: ')}")
+            return 2
         return 0
     commands = {"validate": cmd_validate, "clean": cmd_clean, "split": cmd_split, "convert": cmd_convert,
                 "pii-scores": cmd_pii_scores}

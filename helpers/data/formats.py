@@ -116,17 +116,30 @@ def write_files(writers: dict[Path, Callable[[TextIO], None]], newline: str = "\
 
     Taught in 02_dataset. If any writer fails, no file is replaced and the temporary files are removed.
     """
+    import stat
+
     umask = os.umask(0)
     os.umask(umask)
     staged: list[tuple[Path, Path]] = []
+    direct: list[tuple[Path, Callable[[TextIO], None]]] = []
     try:
         for path, write in writers.items():
+            try:
+                special = not stat.S_ISREG(os.stat(path).st_mode)
+            except FileNotFoundError:
+                special = False
+            if special:  # /dev/stdout, a pipe: written in place, never replaced by a file
+                direct.append((Path(path), write))
+                continue
             path = Path(os.path.realpath(path))  # write through a symlink, as open() would
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             staged.append((Path(tmp), path))
             os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
             with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
+                write(f)
+        for path, write in direct:
+            with open(path, "w", encoding="utf-8", newline=newline) as f:
                 write(f)
         for tmp, path in staged:
             os.replace(tmp, path)
