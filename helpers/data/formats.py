@@ -95,7 +95,8 @@ def read_csv(path: str | Path, system_prompt: str | None = None) -> list[dict[st
         columns = set(reader.fieldnames or [])
         rows = list(reader)
     except csv.Error as err:
-        raise DataFormatError(f"{display_path(path)}:{reader.line_num}: not_csv: {err}: re-save it as CSV") from None
+        raise DataFormatError(f"{display_path(path)}:{reader.line_num}: not_csv: {err}: check the quoting (an unclosed "
+                              f"quote swallows the rest of the file) or shorten the field") from None
     if None in columns or any(None in r or None in r.values() for r in rows):
         raise DataFormatError(f"{display_path(path)}:0: not_csv: rows with more or fewer fields than the header: "
                               f"quote fields that hold commas")
