@@ -4,7 +4,7 @@ Run: ``HF_HUB_OFFLINE=1 python bench/bench_finetune_time.py [--steps 500]``.
 Trains the ``cpu-tiny`` profile's adapter (``train.quick_run``: notebook 03's model, LoRA and SFT settings, without
 evaluations and checkpoints during training) and prints the training seconds and their ratio to the budget
 (target: ratio <= 1). Notebooks never assert on time (a busy machine would fail CI); ``make test`` allows each cell
-1800 s (``--nbmake-timeout``), so the ratio also says how much margin that timeout leaves.
+3600 s (``--nbmake-timeout``), so the ratio also says how much margin that timeout leaves.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from helpers import config, train  # noqa: E402
 
 BUDGET_S = 300  # notebook 03's training cell on 2 CPU cores: what the course promises a workshop
-NBMAKE_TIMEOUT_S = 1800  # the Makefile's --nbmake-timeout
+NBMAKE_TIMEOUT_S = 3600  # the Makefile's --nbmake-timeout
 
 
 def main(argv: list[str] | None = None) -> int:
