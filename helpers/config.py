@@ -219,3 +219,23 @@ def artifacts_dir(profile: Profile | str, *parts: str) -> Path:
     path = artifacts_root().joinpath(name, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def repo_relative(value: object) -> object:
+    """Strings (inside dicts and lists too) with this machine's paths made portable. Taught in 03_qlora_training.
+
+    A path inside the repository becomes relative to it (``data/tiny-llama``), the repository itself ``.``, and the
+    home folder ``~``: an adapter, a manifest or an executed notebook that is shared names no one's home. Hub ids
+    and other paths are left as they are.
+    """
+    if isinstance(value, str):
+        root, home = str(REPO_ROOT), str(Path.home())
+        text = value.replace(root + os.sep, "")
+        text = text if text != root else "."
+        text = text.replace(root, ".")
+        return text.replace(home + os.sep, "~" + os.sep) if len(home) > 1 else text
+    if isinstance(value, dict):
+        return {repo_relative(k): repo_relative(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [repo_relative(v) for v in value]
+    return value

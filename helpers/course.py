@@ -110,7 +110,7 @@ def _images(nb: Any, out_dir: Path, stem: str, limit: int = 6) -> list[str]:
 
 
 def _progress(name: str, total: int, started: float):
-    """Hook printing ``name: cell i/n, elapsed`` as cells finish (on one line in a terminal)."""
+    """Hook printing ``name: cell i/n, elapsed`` as cells finish (``i`` 1-based, as in the failure message)."""
     tty = sys.stdout.isatty()
 
     def hook(cell: Any, cell_index: int, **_: Any) -> None:
@@ -143,18 +143,33 @@ def run_notebook(path: Path, run_dir: Path, profile: str, timeout: int = 1800) -
         result.status = "failed"
         failed = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))]
-        result.failed_cell = failed[0] if failed else None
+        result.failed_cell = failed[0] + 1 if failed else None  # 1-based, as the progress line counts
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         result.error = f"{errors[0]['ename']}: {errors[0]['evalue']}" if errors else str(err).strip().splitlines()[-1]
     finally:
         result.seconds = round(time.time() - started, 1)
         if sys.stdout.isatty():
             print()
-        nbformat.write(nb, run_dir / path.name)
+        nbformat.write(portable_outputs(nb), run_dir / path.name)
         metrics_file = metrics_dir / f"{path.stem}.json"
         result.metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         result.images = _images(nb, run_dir, path.stem)
     return result
+
+
+def portable_outputs(nb: Any) -> Any:
+    """Outputs with this machine's paths made repo-relative (``helpers.config.repo_relative``), for sharing runs/."""
+    from helpers.config import repo_relative
+
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            for key in ("text", "evalue", "traceback"):
+                if key in output:
+                    output[key] = repo_relative(output[key])
+            for mime, value in output.get("data", {}).items():
+                if mime.startswith("text/") or mime.endswith("json"):
+                    output["data"][mime] = repo_relative(value)
+    return nb
 
 
 def _fmt(value: Any) -> str:
@@ -224,15 +239,30 @@ def run_course(profile: str = "auto", only: list[str] | None = None, keep_going:
     return 0 if all(r.status == "ok" for r in results) else 1
 
 
+def _prefix(text: str) -> str:
+    """An argparse type: a non-empty notebook name prefix (an empty one would match every notebook)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty prefix matches every notebook: give one like 02")
+    return text.strip()
+
+
+def _seconds(text: str) -> int:
+    """An argparse type: a whole number of seconds >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds >= 1")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``run`` and ``list``."""
     parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks in order and write a report")
     run.add_argument("--profile", default="auto", help="cpu-tiny, t4, l4, a100, h100 or auto (default)")
-    run.add_argument("--only", nargs="+", metavar="NN", help="run only notebooks starting with these prefixes")
+    run.add_argument("--only", nargs="+", metavar="NN", type=_prefix,
+                     help="run only notebooks starting with these prefixes")
     run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
-    run.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    run.add_argument("--timeout", type=_seconds, default=1800, help="seconds allowed per cell")
     sub.add_parser("list", help="list the notebooks")
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -247,4 +277,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.cli import run as run_cli
+
+    sys.exit(run_cli(main))

@@ -188,12 +188,17 @@ def check(cfg: Profile, tokenizer: Any = None, strict: bool = True, quiet: bool 
     return findings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """``python -m helpers.env [PROFILE]``: the same check from a terminal; exit 1 on errors."""
+    import argparse
+
     from helpers.config import ProfileError, get_profile
 
+    parser = argparse.ArgumentParser(prog="python -m helpers.env", description=__doc__.splitlines()[0])
+    parser.add_argument("profile", nargs="?", default="auto", help="cpu-tiny, t4, a100, h100 or auto (default)")
+    args = parser.parse_args(argv)
     try:
-        cfg = get_profile(sys.argv[1] if len(sys.argv) > 1 else "auto")
+        cfg = get_profile(args.profile)
     except ProfileError as err:
         print(f"error: {err}")
         return 2
@@ -202,4 +207,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.cli import run
+
+    sys.exit(run(main))

@@ -135,6 +135,10 @@ GPUS: tuple[GPU, ...] = (
     GPU("H100 80 GB", 79.6),
 )
 HEADROOM = 0.95  # leave 5% for fragmentation and spikes
+MAX_SEQ_LEN = 2**20  # tokens per example: beyond any model's context window
+MAX_BATCH = 2**16  # examples per device step: far beyond what any one GPU holds
+# Config keys that count experts in mixture-of-experts models (Mixtral, Qwen-MoE/OLMoE, DeepSeek, others).
+MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,7 @@ def shape_from_config(config: Any, name: str = "") -> ModelShape:
     if missing:
         raise MemoryEstimateError(f"config {name or '?'} lacks {', '.join(missing)}: pass a decoder-only model's "
                                   "config.json or one of the presets " + ", ".join(PRESETS))
+    check_config_numbers(get, name)
     hidden = int(get("hidden_size"))
     heads = int(get("num_attention_heads"))
     return ModelShape(
@@ -216,6 +221,26 @@ def shape_from_config(config: Any, name: str = "") -> ModelShape:
         num_heads=heads, num_kv_heads=int(get("num_key_value_heads") or heads),
         tie_word_embeddings=bool(get("tie_word_embeddings", False)),
     )
+
+
+def check_config_numbers(get: Any, name: str = "") -> None:
+    """Refuse sizes that are not whole numbers >= 1 and mixture-of-experts models, naming the key. Taught in 03."""
+    where = name or "the config"
+    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads"):
+        value = get(key)
+        if value is None and key in ("intermediate_size", "num_key_value_heads"):
+            continue  # optional: 4 x hidden, and as many KV heads as heads
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MemoryEstimateError(f"{where}: {key} is {value!r}, not a whole number >= 1: fix the config.json "
+                                      f"(copy it from the model's hub page) or use a preset ({', '.join(PRESETS)})")
+    for key in MOE_KEYS:
+        experts = get(key)
+        if isinstance(experts, int) and not isinstance(experts, bool) and experts > 1:
+            raise MemoryEstimateError(f"{where} is a mixture-of-experts model ({key}={experts}): the estimator counts "
+                                      f"dense Llama-style blocks and would size it like one expert, several times too "
+                                      f"small: measure it on the GPU instead (bench/bench_memory.py) or use a dense "
+                                      f"model")
 
 
 def resolve_shape(model: str | Path | Any) -> ModelShape:
@@ -232,14 +257,29 @@ def resolve_shape(model: str | Path | Any) -> ModelShape:
     if path.is_dir():
         path = path / "config.json"
     if path.is_file():
-        try:
-            return shape_from_config(json.loads(path.read_text()), str(path.parent))
-        except json.JSONDecodeError as err:
-            raise MemoryEstimateError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+        return shape_from_config(read_config(path), str(path.parent))
     if text.startswith((".", "/", "~")) or path.suffix == ".json":
         raise MemoryEstimateError(f"no config.json at {path}: pass a model folder, a config.json or a preset "
                                   f"({', '.join(PRESETS)})")
     return _shape_from_hub(text)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A ``config.json`` as a dict, or a one-line :class:`MemoryEstimateError` saying what is wrong with the file."""
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except json.JSONDecodeError as err:
+        raise MemoryEstimateError(f"{path}:{err.lineno}: not valid JSON ({err.msg}): restore the model's "
+                                  f"config.json") from None
+    except UnicodeDecodeError as err:
+        raise MemoryEstimateError(f"{path}: not UTF-8 text (byte {err.start + 1}): is this a config.json? restore "
+                                  f"the model's config.json") from None
+    except (OSError, RecursionError) as err:
+        raise MemoryEstimateError(f"{path}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+    if not isinstance(config, dict):
+        raise MemoryEstimateError(f"{path}: a JSON {type(config).__name__}, not an object of model settings: pass "
+                                  f"the model's config.json")
+    return config
 
 
 def _shape_from_hub(model_id: str) -> ModelShape:
@@ -259,7 +299,7 @@ def _shape_from_hub(model_id: str) -> ModelShape:
     if not isinstance(cached, str):
         raise MemoryEstimateError(f"{model_id!r} is not a preset and its config.json is not cached (offline): use a "
                                   f"preset ({', '.join(PRESETS)}) or a local config.json path")
-    return shape_from_config(json.loads(Path(cached).read_text()), model_id)
+    return shape_from_config(read_config(Path(cached)), model_id)
 
 
 # ---------------------------------------------------------------------------------------------------- estimate
@@ -386,9 +426,18 @@ def verdict(shape: ModelShape, setup: TrainSetup, memory_gib: float) -> dict[str
         if last.total_gib <= budget:
             # total_gib: this setup as asked; changed_gib: after the changes
             return {"verdict": "fits with these changes", "total_gib": round(first.total_gib, 2),
-                    "changed_gib": round(last.total_gib, 2), "changes": applied}
+                    "changed_gib": round(last.total_gib, 2), "changes": net_changes(applied)}
     return {"verdict": "does not fit", "total_gib": round(first.total_gib, 2), "changes": [],
             "smallest_gib": round(last.total_gib, 2)}
+
+
+def net_changes(applied: list[str]) -> list[str]:
+    """The changes to make, one per setting: ``batch=8, then 4, then 2`` is just the last value. Taught in 03."""
+    def knob(description: str) -> str:
+        return description.split("=")[0] if "=" in description.split(" ")[0] else description
+
+    last = {knob(d): d for d in applied}
+    return [d for d in applied if last[knob(d)] == d]
 
 
 def report(shape: ModelShape, setup: TrainSetup, gpus: Sequence[GPU] = GPUS) -> dict[str, Any]:
@@ -514,21 +563,39 @@ def _print_table(rep: dict[str, Any]) -> None:
         print(line)
 
 
+def _between(low: int, high: int) -> Any:
+    """An argparse type: a whole number in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: estimate one setup and print the components and a verdict per GPU."""
     parser = argparse.ArgumentParser(prog="python -m helpers.memory", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help=f"preset ({', '.join(PRESETS)}), model folder, config.json "
                                                        "or cached hub id")
     parser.add_argument("--method", choices=METHODS, default="qlora")
-    parser.add_argument("--seq-len", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--seq-len", type=_between(1, MAX_SEQ_LEN), default=512)
+    parser.add_argument("--batch", type=_between(1, MAX_BATCH), default=4)
+    parser.add_argument("--lora-r", type=_between(1, 4096), default=16)
     parser.add_argument("--lora-targets", default=",".join(LINEAR_NAMES), help="comma-separated linear names")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
     parser.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="bfloat16")
     parser.add_argument("--grad-checkpointing", action="store_true")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
+    targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    if args.method != "full" and not targets:
+        parser.error(f"--lora-targets {args.lora_targets!r} names no linear layer: use names from "
+                     f"{','.join(LINEAR_NAMES)}")
     try:
         shape = resolve_shape(args.model)
         setup = TrainSetup(method=args.method, seq_len=args.seq_len, batch=args.batch, lora_r=args.lora_r,
@@ -546,4 +613,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.cli import run
+
+    sys.exit(run(main))

@@ -139,6 +139,11 @@ def _check_source(model_id: str) -> None:
                 f"no model at {path} (config.json missing): restore it with `git checkout -- data/tiny-llama` "
                 f"or rebuild it with `python -m helpers.models build-tiny`"
             )
+        bad = checksum_problems(path)
+        if bad:
+            raise ModelLoadError(f"{path}: {bad[0]}{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}: restore "
+                                 f"the folder (`git checkout -- data/tiny-llama` for the course model) or rebuild it "
+                                 f"with `python -m helpers.models build-tiny`")
         return
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
     if offline:
@@ -149,6 +154,24 @@ def _check_source(model_id: str) -> None:
                 f"hub model {model_id!r} is not in the local cache and HF_HUB_OFFLINE=1: unset HF_HUB_OFFLINE and "
                 f"download it once online, or use the offline profile (PROFILE = 'cpu-tiny')"
             )
+
+
+def checksum_problems(folder: Path) -> list[str]:
+    """Files of a model folder that are missing or differ from its ``SHA256SUMS`` (none when it has no such file)."""
+    sums = folder / "SHA256SUMS"
+    if not sums.is_file():
+        return []
+    problems = []
+    for line in sums.read_text(encoding="utf-8", errors="replace").splitlines():
+        digest, _, name = line.partition("  ")
+        if not name:
+            continue
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name} is missing (listed in SHA256SUMS)")
+        elif sha256(path) != digest:
+            problems.append(f"{name} differs from its SHA256SUMS checksum (truncated or changed)")
+    return problems
 
 
 def _source(cfg_or_path: Profile | str | Path) -> str:
@@ -167,8 +190,8 @@ def load_tokenizer(cfg_or_path: Profile | str | Path, log: Any = print) -> "PreT
     _check_source(model_id)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id)
-    except OSError as err:
-        raise ModelLoadError(f"cannot load the tokenizer of {model_id!r}: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # noqa: BLE001 - OSError, ValueError, the tokenizers library's own errors...
+        raise ModelLoadError(f"cannot load the tokenizer of {model_id!r}: {_first_line(err)}") from None
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         # pad == eos with the wrong collator teaches a model never to stop: give padding its own token if one exists.
         for candidate in ("<|pad|>", "<|finetune_right_pad_id|>", "<|fim_pad|>"):
@@ -210,8 +233,8 @@ def load_model(
         kwargs["device_map"] = {"": "cpu"} if cfg.device == "cpu" else {"": 0}
     try:
         model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
-    except OSError as err:
-        raise ModelLoadError(f"cannot load model {model_id!r}: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # noqa: BLE001 - OSError, safetensors' errors for a truncated file, ValueError...
+        raise ModelLoadError(f"cannot load model {model_id!r}: {_first_line(err)}") from None
     if not quantized and cfg.device == "cuda":
         model = model.to("cuda")
     if "float16" in (cfg.torch_dtype, cfg.bnb_compute_dtype if quantized else cfg.torch_dtype):
@@ -253,6 +276,11 @@ def check_finite_logits(model: "PreTrainedModel", tokenizer: "PreTrainedTokenize
             "(cfg = cfg.replace(torch_dtype='float32', bnb_compute_dtype='float32'): slower, always finite) or "
             "use a GPU with bf16 (compute capability >= 8: L4, A100, H100)")
     return float(logits.abs().max())
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
 
 
 def model_size(model: "PreTrainedModel") -> dict[str, float]:
@@ -577,15 +605,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build-tiny":
         build_tiny(args.out, TinyRecipe(steps=args.steps), log=lambda m: print(m, flush=True))
         return 0
-    try:
-        info = json.loads((TINY_MODEL_DIR / "recipe.json").read_text())
-    except FileNotFoundError:
-        print(f"error: {TINY_MODEL_DIR / 'recipe.json'} not found: run `python -m helpers.models build-tiny`")
+    return info(TINY_MODEL_DIR)
+
+
+def info(folder: Path) -> int:
+    """``models info``: the shipped model's size and perplexity, after checking its files against ``SHA256SUMS``."""
+    fix = "restore it with `git checkout -- data/tiny-llama` or rebuild it with `python -m helpers.models build-tiny`"
+    bad = checksum_problems(folder)
+    if bad:
+        print(f"error: {folder}: {bad[0]}{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}: {fix}")
         return 2
-    size = sum(p.stat().st_size for p in TINY_MODEL_DIR.iterdir()) / 2**20
-    print(json.dumps({k: info[k] for k in ("params", "heldout_perplexity", "uniform_perplexity")}), f"{size:.1f} MB")
+    keys = ("params", "heldout_perplexity", "uniform_perplexity")
+    try:
+        recipe = json.loads((folder / "recipe.json").read_text(encoding="utf-8"))
+        numbers = {k: recipe[k] for k in keys}
+        size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
+    except FileNotFoundError:
+        print(f"error: {folder / 'recipe.json'} not found: {fix}")
+        return 2
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        what = f"lacks {err}" if isinstance(err, KeyError) else f"is unreadable ({type(err).__name__})"
+        print(f"error: {folder / 'recipe.json'} {what}: {fix}")
+        return 2
+    print(json.dumps(numbers), f"{size:.1f} MB")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.cli import run
+
+    sys.exit(run(main))

@@ -464,7 +464,12 @@ def _to_jsonable(value: Any) -> Any:
 def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any], data_files: Sequence[str | Path],
                    validation: dict[str, Any], metrics: dict[str, Any], wall_time_s: float,
                    seed: int = SEED) -> Path:
-    """Write ``run_manifest.json`` beside the adapter: data hashes, checks, configs, versions, hardware. Taught in 03."""
+    """Write ``run_manifest.json`` beside the adapter: data hashes, checks, configs, versions, hardware. Taught in 03.
+
+    Paths are stored relative to the repository (:func:`helpers.config.repo_relative`), and the adapter's own
+    ``adapter_config.json`` is made portable the same way (:func:`portable_adapter_config`).
+    """
+    from helpers.config import repo_relative
     from helpers.models import sha256
 
     files = {}
@@ -489,8 +494,30 @@ def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any
     }
     path = Path(adapter_dir) / MANIFEST_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_to_jsonable(manifest), indent=2) + "\n")
+    path.write_text(json.dumps(repo_relative(_to_jsonable(manifest)), indent=2) + "\n")
+    portable_adapter_config(adapter_dir)
     return path
+
+
+def portable_adapter_config(adapter_dir: str | Path) -> str | None:
+    """Store ``base_model_name_or_path`` of a saved adapter relative to the repo (a hub id stays). Taught in 03.
+
+    PEFT writes the path the base was loaded from, an absolute one for the embedded model; ``PeftModel.from_pretrained
+    (base, adapter_dir)`` does not read it, and a relative ``data/tiny-llama`` resolves from the repository root.
+    Returns the value written, or None when there is no adapter config.
+    """
+    from helpers.config import repo_relative
+
+    path = Path(adapter_dir) / "adapter_config.json"
+    if not path.is_file():
+        return None
+    adapter = json.loads(path.read_text(encoding="utf-8"))
+    base = adapter.get("base_model_name_or_path")
+    portable = repo_relative(base)
+    if portable != base:
+        adapter["base_model_name_or_path"] = portable
+        path.write_text(json.dumps(adapter, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return portable
 
 
 def final_metrics(trainer: "SFTTrainer") -> dict[str, Any]:

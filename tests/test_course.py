@@ -49,16 +49,16 @@ def test_run_reports_metrics_images_and_names_the_failing_cell(tiny_course, tmp_
     status = course.run_course("cpu-tiny", folder=tiny_course, runs_dir=tmp_path / "runs", timeout=120)
     assert status == 1
     out = capsys.readouterr().out
-    assert "01_fails.ipynb failed at cell 3: ValueError: boom" in out
+    assert "01_fails.ipynb failed at cell 4: ValueError: boom" in out
     run_dir = next((tmp_path / "runs").iterdir())
     results = {r["name"]: r for r in json.loads((run_dir / "report.json").read_text())}
     assert results["00_ok"]["status"] == "ok"
     assert results["00_ok"]["metrics"] == {"seen_profile": "cpu-tiny", "score": 0.1235}
     assert results["00_ok"]["images"] == ["00_ok_1.png"] and (run_dir / "00_ok_1.png").stat().st_size > 0
-    assert results["01_fails"]["status"] == "failed" and results["01_fails"]["failed_cell"] == 3
+    assert results["01_fails"]["status"] == "failed" and results["01_fails"]["failed_cell"] == 4
     assert results["02_after"]["status"] == "skipped", "stops at the first failure by default"
     report = (run_dir / "report.md").read_text()
-    assert "FAILED at cell 3: ValueError: boom" in report and "score=0.123" in report
+    assert "FAILED at cell 4: ValueError: boom" in report and "score=0.123" in report
     assert "data:image/png;base64," in (run_dir / "report.html").read_text()
     executed = nbformat.read(run_dir / "01_fails.ipynb", as_version=4)
     assert executed.cells[3].outputs[0]["ename"] == "ValueError"

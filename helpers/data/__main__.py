@@ -1,4 +1,4 @@
-"""``python -m helpers.data {build,validate,clean,split,convert}``: the course dataset from the command line.
+"""``python -m helpers.data {build,validate,clean,split,convert,pii-scores}``: the course dataset from the command line.
 
 Taught in 02_dataset. ``build`` regenerates ``data/tickets/`` byte for byte (fixed seeds, no timestamps).
 """
@@ -146,6 +146,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
     except DataFormatError as err:
         print(err)
         return 2
+    except OSError as err:  # a full disk, a device that refuses writes: nothing was replaced
+        print(f"error: cannot write the outputs ({err.strerror or err}): no file was changed; free space or choose "
+              f"other paths")
+        return 2
     s = result.stats
     print(f"rows in: {s['rows_in']}, invalid: {s['invalid_in']}, kept: {s['kept']}, rejected: {s['rejected']}")
     print("reasons: " + json.dumps(s["reasons"]) + "  pii: " + json.dumps(s["pii"]))
@@ -154,39 +158,120 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from helpers.data.formats import DataFormatError, read_jsonl, write_jsonl
-    from helpers.data.split import SplitConfig, check_leakage, split_rows
+    from helpers.data.clean import check_outputs
+    from helpers.data.formats import DataFormatError, detect_format, jsonl_writer, write_files
+    from helpers.data.split import SPLITS, SplitConfig, check_leakage, split_rows
+    from helpers.data.validate import validate
 
+    outputs = {f"--out-dir {name}.jsonl": Path(args.out_dir) / f"{name}.jsonl" for name in SPLITS}
     try:
-        rows = read_jsonl(args.path)
+        check_outputs(args.path, outputs)
     except DataFormatError as err:
         print(err)
         return 2
+    report = validate(args.path)
+    if report.unreadable:
+        print(report.file_problems[0].format(args.path))
+        return 2
+    errors = [p for p in report.problems if p.is_error]
+    if errors:
+        first = next((r for r in report.rows if not r.valid), None)
+        try:
+            kind = detect_format(first.data) if first is not None else "messages"
+        except DataFormatError:
+            kind = "messages"
+        if kind != "messages":
+            print(f"{report.path}:{first.line}: split needs chat rows (messages) and these are {kind} rows: convert them"
+                  f" first (python -m helpers.data convert {report.path} --out ROWS.jsonl --to messages)")
+        else:
+            print(f"error: {report.n_invalid} of {report.n_rows} rows are invalid (first: {errors[0].format(args.path)})"
+                  f": split needs valid chat rows: clean them first (python -m helpers.data clean {report.path} --out "
+                  f"CLEAN.jsonl --rejects REJECTS.jsonl)")
+        return 2
+    rows = report.valid_rows()
     cfg = SplitConfig(seed=args.seed, near_threshold=args.near_threshold)
     splits = split_rows(rows, cfg)
+    try:
+        write_files({outputs[f"--out-dir {name}.jsonl"]: jsonl_writer(split) for name, split in splits.items()})
+    except OSError as err:
+        print(f"error: cannot write the splits ({err.strerror or err}): no file was changed; free space or choose "
+              f"another --out-dir")
+        return 2
+    leakage = check_leakage(splits, cfg.near_threshold)
+    print(", ".join(f"{k}: {len(v)}" for k, v in splits.items()) + f"; {leakage.summary()}")
     for name, split in splits.items():
-        write_jsonl(split, Path(args.out_dir) / f"{name}.jsonl")
-    report = check_leakage(splits, cfg.near_threshold)
-    print(", ".join(f"{k}: {len(v)}" for k, v in splits.items()) + f"; {report.summary()}")
-    return 0 if report.ok else 1
+        if not split:
+            print(f"warning: the {name} split is empty ({len(rows)} rows in all): add rows, or do not use that split")
+    return 0 if leakage.ok else 1
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from helpers.data.clean import check_outputs
     from helpers.data.formats import DataFormatError, convert, read_rows, write_csv, write_jsonl
+    from helpers.data.validate import display_path
 
+    to = "prompt_completion" if args.to == "csv" else args.to
     try:
+        check_outputs(args.path, {"--out": args.out})
         rows = read_rows(args.path, system_prompt=args.system)
         tokenizer = _load_tokenizer(args.tokenizer) if args.tokenizer else None
-        out_rows = convert(rows, "prompt_completion" if args.to == "csv" else args.to, tokenizer, args.system)
+        out_rows = []
+        for number, row in enumerate(rows, 1):
+            try:
+                out_rows.extend(convert([row], to, tokenizer, args.system))
+            except (DataFormatError, KeyError, TypeError, AttributeError) as err:
+                reason = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+                raise DataFormatError(f"{display_path(args.path)}: row {number}: {reason}") from None
         if args.to == "csv":
             write_csv(out_rows, args.out)
         else:
             write_jsonl(out_rows, args.out)
-    except (DataFormatError, KeyError, TypeError, OSError) as err:
-        print(f"error: {err}")
+    except (DataFormatError, OSError) as err:
+        message = str(err).removeprefix("error: ")
+        print(f"error: {message}")
         return 2
-    print(f"wrote {len(out_rows)} rows to {args.out} ({args.to})")
+    print(f"wrote {len(out_rows)} rows to {display_path(args.out)} ({args.to})")
     return 0
+
+
+def cmd_pii_scores(args: argparse.Namespace) -> int:
+    from helpers.data.clean import pii_scores, read_pii_set
+
+    try:
+        cases = read_pii_set(args.set)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"error: {args.set}: cannot read the labelled set ({type(err).__name__}: {err})"[:300])
+        return 2
+    scores = pii_scores(cases)
+    print(f"{'kind':<9}{'labelled':>9}{'flagged':>9}{'precision':>11}{'recall':>8}")
+    for kind, s in scores.items():
+        print(f"{kind:<9}{s['labelled']:>9}{s['flagged']:>9}{s['precision']:>11.3f}{s['recall']:>8.3f}")
+    return 0
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a similarity in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Jaccard similarity in (0, 1]: use e.g. 0.8")
+    return value
+
+
+def _at_least(minimum: int):
+    """An argparse type: a whole number >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}: use a number >= {minimum}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,34 +282,53 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("validate", help="check a chat JSONL file; exit 0 valid, 1 invalid rows, 2 unreadable")
     v.add_argument("path")
     v.add_argument("--tokenizer", help="tokenizer path or hub id: token counts and assistant-label coverage")
-    v.add_argument("--max-tokens", type=int, help="flag rows over this many tokens (needs --tokenizer)")
+    v.add_argument("--max-tokens", type=_at_least(1), help="flag rows over this many tokens (needs --tokenizer)")
     v.add_argument("--openai", action="store_true", help="OpenAI fine-tuning format (stricter keys and roles)")
     c = sub.add_parser("clean", help="normalise, scrub PII, filter, deduplicate; every removed row goes to --rejects")
     c.add_argument("path")
     c.add_argument("--out", required=True)
     c.add_argument("--rejects", required=True)
-    c.add_argument("--near-threshold", type=float, default=0.8)
-    c.add_argument("--min-chars", type=int, default=20)
-    c.add_argument("--max-chars", type=int, default=2000)
+    c.add_argument("--near-threshold", type=_fraction, default=0.8, help="Jaccard similarity in (0, 1]")
+    c.add_argument("--min-chars", type=_at_least(0), default=20)
+    c.add_argument("--max-chars", type=_at_least(1), default=2000)
     c.add_argument("--keep-pii", action="store_true", help="do not scrub emails, phones, cards, addresses")
     s = sub.add_parser("split", help="80/10/10 stratified, group-aware splits + leakage check")
     s.add_argument("path")
     s.add_argument("--out-dir", required=True)
     s.add_argument("--seed", type=int, default=42)
-    s.add_argument("--near-threshold", type=float, default=0.8)
+    s.add_argument("--near-threshold", type=_fraction, default=0.8, help="Jaccard similarity in (0, 1]")
     k = sub.add_parser("convert", help="convert JSONL/CSV/JSON-array rows between formats")
     k.add_argument("path")
     k.add_argument("--out", required=True)
     k.add_argument("--to", choices=("messages", "prompt_completion", "text", "openai", "csv"), default="messages")
     k.add_argument("--tokenizer", help="needed for --to text (the chat template renders rows)")
     k.add_argument("--system", help="system prompt to add when converting prompt/completion rows")
+    q = sub.add_parser("pii-scores", help="precision and recall of PII scrubbing per kind on a hand-labelled set")
+    q.add_argument("--set", type=Path, default=None, help="labelled JSONL (default: data/pii/labelled.jsonl)")
     args = parser.parse_args(argv)
+    if args.command == "pii-scores" and args.set is None:
+        from helpers.data.clean import PII_SET
+
+        args.set = PII_SET
+    if args.command == "clean" and args.min_chars > args.max_chars:
+        c.error(f"--min-chars {args.min_chars} is above --max-chars {args.max_chars}: every row would be rejected")
     if args.command == "build":
-        build(args.out)
+        from helpers.data.clean import check_outputs
+        from helpers.data.formats import DataFormatError
+
+        try:
+            check_outputs("", {"--out": Path(args.out) / "tickets.jsonl"})
+            build(args.out)
+        except (DataFormatError, OSError) as err:
+            print(f"error: {str(err).removeprefix('error: ')}")
+            return 2
         return 0
-    commands = {"validate": cmd_validate, "clean": cmd_clean, "split": cmd_split, "convert": cmd_convert}
+    commands = {"validate": cmd_validate, "clean": cmd_clean, "split": cmd_split, "convert": cmd_convert,
+                "pii-scores": cmd_pii_scores}
     return commands[args.command](args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.cli import run
+
+    sys.exit(run(main))

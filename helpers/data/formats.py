@@ -12,10 +12,14 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
+import os
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TextIO
 
 FORMATS = ("messages", "prompt_completion", "text")
 
@@ -45,20 +49,57 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     for row in report.rows:
         for problem in row.problems:
             # Only the JSON layer is checked here: prompt/completion and text rows are not chat rows.
-            if problem.code in ("invalid_utf8", "not_json", "truncated_line", "json_array", "not_object"):
+            if problem.code in JSON_LAYER_CODES:
                 raise DataFormatError(problem.format(path))
     if report.unreadable:
         raise DataFormatError(report.file_problems[0].format(path))
     return [r.data for r in report.rows]
 
 
+# What makes a line unreadable as a row of any format (the other codes are about chat rows).
+JSON_LAYER_CODES = ("invalid_utf8", "not_json", "truncated_line", "json_array", "pretty_printed", "not_object",
+                    "line_too_long", "lone_surrogate", "duplicate_key", "internal_error")
+
+
+def decode_text(data: bytes, path: str | Path) -> str:
+    """Bytes as text: UTF-8 (a BOM is dropped), or UTF-16/32 told by its byte-order mark; else a one-line error."""
+    from helpers.data.validate import display_path
+
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+                          (codecs.BOM_UTF8, "utf-8-sig")):
+        if data.startswith(bom):
+            break
+    else:
+        encoding = "utf-8"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1 if encoding == "utf-8" else 0
+        raise DataFormatError(f"{display_path(path)}:{line}: invalid_utf8: byte {err.start + 1} is not {encoding.upper()}"
+                              f": re-save the file as UTF-8") from None
+
+
 def read_csv(path: str | Path, system_prompt: str | None = None) -> list[dict[str, Any]]:
     """CSV rows as messages rows (prompt/completion or system/user/assistant columns) or text. Taught in 02_dataset."""
+    from helpers.data.validate import MAX_FILE_BYTES, ValidationReport, _read, display_path
+
     path = Path(path)
-    with path.open(encoding="utf-8-sig", newline="") as f:  # utf-8-sig: a BOM from Excel is not a column name
-        reader = csv.DictReader(f)
+    report = ValidationReport(display_path(path))
+    data = _read(path, report, MAX_FILE_BYTES)
+    if data is None:
+        raise DataFormatError(report.file_problems[0].format(path))
+    # A BOM (UTF-8 from Excel, UTF-16 from "Unicode text" exports) picks the encoding and is not a column name.
+    try:
+        reader = csv.DictReader(io.StringIO(decode_text(data, path), newline=""))
         columns = set(reader.fieldnames or [])
         rows = list(reader)
+    except csv.Error as err:
+        raise DataFormatError(f"{display_path(path)}:{reader.line_num}: not_csv: {err}: check the quoting (an unclosed "
+                              f"quote swallows the rest of the file) or shorten the field") from None
+    if None in columns or any(None in r or None in r.values() for r in rows):
+        raise DataFormatError(f"{display_path(path)}:0: not_csv: rows with more or fewer fields than the header: "
+                              f"quote fields that hold commas")
     if {"prompt", "completion"} <= columns:
         return [from_prompt_completion({"prompt": r["prompt"], "completion": r["completion"],
                                         "system": r.get("system") or system_prompt}) for r in rows]
@@ -71,27 +112,70 @@ def read_csv(path: str | Path, system_prompt: str | None = None) -> list[dict[st
                           f"system,user,assistant, or text")
 
 
-def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
-    """Write rows as UTF-8 JSONL (one object per line, LF, final newline)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as f:
+def write_files(writers: dict[Path, Callable[[TextIO], None]], newline: str = "\n") -> None:
+    """Write each file to a temporary file beside it, then rename them all: a crash never leaves half a file.
+
+    Taught in 02_dataset. If any writer fails, no file is replaced and the temporary files are removed.
+    """
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    staged: list[tuple[Path, Path]] = []
+    direct: list[tuple[Path, Callable[[TextIO], None]]] = []
+    try:
+        for path, write in writers.items():
+            try:
+                special = not stat.S_ISREG(os.stat(path).st_mode)
+            except FileNotFoundError:
+                special = False
+            if special:  # /dev/stdout, a pipe: written in place, never replaced by a file
+                direct.append((Path(path), write))
+                continue
+            path = Path(os.path.realpath(path))  # write through a symlink, as open() would
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            staged.append((Path(tmp), path))
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+            with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
+                write(f)
+        for path, write in direct:
+            with open(path, "w", encoding="utf-8", newline=newline) as f:
+                write(f)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def jsonl_writer(rows: Iterable[dict[str, Any]]) -> Callable[[TextIO], None]:
+    """A writer for :func:`write_files`: rows as UTF-8 JSONL (one object per line, LF, final newline)."""
+    def write(f: TextIO) -> None:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
+
+    return write
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
+    """Write rows as UTF-8 JSONL (one object per line, LF, final newline), atomically."""
+    write_files({Path(path): jsonl_writer(rows)})
+    return Path(path)
 
 
 def write_csv(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
-    """Write single-turn rows as CSV with columns system,prompt,completion."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as f:
+    """Write single-turn rows as CSV with columns system,prompt,completion (atomically)."""
+    def write(f: TextIO) -> None:
         writer = csv.DictWriter(f, fieldnames=["system", "prompt", "completion"])
         writer.writeheader()
         for row in rows:
             pc = to_prompt_completion(row)
             writer.writerow({"system": pc.get("system", ""), "prompt": pc["prompt"], "completion": pc["completion"]})
-    return path
+
+    write_files({Path(path): write}, newline="")
+    return Path(path)
 
 
 def from_prompt_completion(row: dict[str, Any], system_prompt: str | None = None) -> dict[str, Any]:
@@ -130,6 +214,8 @@ def to_prompt_completion(row: dict[str, Any], conversational: bool = False) -> d
     if last is None:
         raise DataFormatError("no assistant message to use as the completion")
     prompt, completion = messages[:last], messages[last:last + 1]
+    if not all(isinstance(m, dict) for m in messages):
+        raise DataFormatError("every message must be an object with role and content")
     if conversational:
         out: dict[str, Any] = {"prompt": prompt, "completion": completion}
     else:
@@ -137,6 +223,10 @@ def to_prompt_completion(row: dict[str, Any], conversational: bool = False) -> d
         if roles not in (["user"], ["system", "user"]):
             raise DataFormatError(f"a {len(messages)}-message conversation (roles {roles}) does not fit string "
                                   f"prompt/completion: use conversational=True")
+        for i, m in enumerate([*prompt, *completion]):
+            if not isinstance(m.get("content"), str):
+                raise DataFormatError(f"messages[{i}] content is {type(m.get('content')).__name__}, not a string: "
+                                      f"prompt/completion rows hold text only")
         out = {"prompt": prompt[-1]["content"], "completion": completion[0]["content"]}
         if roles[0] == "system":
             out["system"] = prompt[0]["content"]
@@ -178,6 +268,8 @@ def to_openai(row: dict[str, Any]) -> dict[str, Any]:
     """The OpenAI fine-tuning form of a row: ``messages`` only, role/content (+ weight on assistant messages)."""
     out = []
     for m in to_messages(row)["messages"]:
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+            raise DataFormatError("every message needs a string 'content' for OpenAI fine-tuning (see validate)")
         if m.get("role") not in ("system", "user", "assistant"):
             raise DataFormatError(f"role {m.get('role')!r} is not accepted by OpenAI fine-tuning: use system, user, "
                                   f"assistant")
@@ -205,18 +297,15 @@ def read_rows(path: str | Path, system_prompt: str | None = None) -> list[dict[s
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return read_csv(path, system_prompt)
-    if path.suffix.lower() == ".json" or _is_json_array(path):
-        try:
-            items = json.loads(path.read_text(encoding="utf-8-sig"))
-        except (OSError, ValueError) as err:
-            raise DataFormatError(f"{path}:0: cannot read the JSON array ({err})") from None
-        if not isinstance(items, list):
-            raise DataFormatError(f"{path}:0: a .json file must hold an array of rows")
+    from helpers.data.validate import surrogate_where, validate
+
+    report = validate(path)
+    if report.rows and report.rows[0].problems and report.rows[0].problems[0].code in ("json_array", "pretty_printed"):
+        items = [r.data for r in report.rows]  # a JSON array or jq-style objects: each item is a row
+        for i, item in enumerate(items, 1):
+            where = surrogate_where(item)
+            if where is not None:
+                raise DataFormatError(f"{report.path}: item {i}: lone_surrogate: {where} holds a lone surrogate "
+                                      f"escape (such as \\ud800): remove it or write the real character")
         return items
     return read_jsonl(path)
-
-
-def _is_json_array(path: Path) -> bool:
-    from helpers.data.validate import validate
-
-    return "json_array" in validate(path).codes()

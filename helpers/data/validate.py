@@ -3,13 +3,19 @@
 The checks follow OpenAI's fine-tuning format checks and add the ones a local trainer needs:
 
 * **Rows.** One JSON object per physical line. A UTF-8 BOM, CRLF line endings and a final newline (or its absence)
-  are fine. A blank line is *skipped with a warning* (``blank_line``): it is not a row, so it is never counted as
-  lost data, and the warning points at it so a stray editor artefact is still visible.
+  are fine; CR-only line endings are read as lines (warning ``cr_line_endings``). A blank line is *skipped with a
+  warning* (``blank_line``): it is not a row, so it is never counted as lost data, and the warning points at it so a
+  stray editor artefact is still visible. A line over ``max_line_bytes`` and a file over ``max_file_bytes`` (or an
+  endless stream such as ``/dev/zero``) are refused before they are parsed or tokenized. Duplicate keys in one object
+  and lone surrogate escapes (``"\\ud800"``, which no UTF-8 writer can write) are errors.
 * **Keys.** Top level: ``messages`` (required), ``metadata`` (our provenance, an object) and ``tools`` (a list).
   A message: ``role``, ``content``, ``name``, ``weight``, ``tool_calls``, ``tool_call_id``. Anything else is
-  ``unknown_key`` (a typo such as ``"contnet"`` would otherwise train on nothing). ``openai=True`` is stricter:
-  top level ``messages`` only, messages ``role``/``content``/``weight`` only, roles system/user/assistant only.
-* **Roles.** ``system``, ``user``, ``assistant``, ``tool``. ``weight`` (0 or 1) only on assistant messages.
+  ``unknown_key`` (a typo such as ``"contnet"`` would otherwise train on nothing). ``openai=True`` follows OpenAI's
+  chat fine-tuning format instead (see ``OPENAI_TOP_KEYS``): no ``metadata``, the ``function`` role and
+  ``function_call`` of the older format allowed.
+* **Roles.** ``system``, ``user``, ``assistant``, ``tool``. ``weight`` (0 or 1) only on assistant messages; this
+  course's trainer ignores ``weight``, so ``weight: 0`` (a turn OpenAI would not train on) is an error
+  (``weight_not_honoured``) except with ``openai=True``.
   ``content`` must be a string, except ``null`` on an assistant message that carries ``tool_calls``.
 * **With a tokenizer.** Token count with the model's real chat template; rows over ``max_tokens`` get the warning
   ``too_long`` (they will be truncated); the trainable tokens left after assistant-only masking and truncation
@@ -18,13 +24,17 @@ The checks follow OpenAI's fine-tuning format checks and add the ones a local tr
 
 Output: one line per problem ``PATH:LINE: CODE: message`` (LINE is the 1-based physical line, 0 for the whole file),
 then ``rows: N, valid: K, invalid: M``. Exit code 0 all valid, 1 any invalid, 2 file unreadable (missing, a
-directory, empty) or a tokenizer that cannot be used.
+directory, empty, too large) or a tokenizer that cannot be used.
 """
 
 from __future__ import annotations
 
+import codecs
+import errno
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +61,13 @@ ERROR_CODES: dict[str, str] = {
     "content_not_string": "'content' is not a string",
     "empty_assistant_content": "an assistant message with empty content (nothing to learn)",
     "invalid_weight": "'weight' is not 0 or 1, or sits on a non-assistant message",
+    "weight_not_honoured": "'weight: 0' on an assistant message: the course's trainer would train on it anyway",
+    "too_large": "the file is over the size limit (or an endless stream): nothing is parsed",
+    "line_too_long": "the line is over the size limit per row: it is not parsed",
+    "lone_surrogate": "a string holds a lone surrogate escape such as \\ud800 (not a character; cannot be written)",
+    "duplicate_key": "one JSON object holds the same key twice (JSON keeps only the last)",
+    "pretty_printed": "the file holds pretty-printed JSON objects spread over lines, not JSON Lines",
+    "wrong_encoding": "the file is UTF-16 or UTF-32 (rows were read through its byte-order mark), not UTF-8",
     "wrong_type": "'metadata', 'tools', 'name', 'tool_calls' or 'tool_call_id' has the wrong type",
     "no_assistant_message": "the conversation has no assistant message",
     "last_not_assistant": "the last message is not from the assistant",
@@ -61,15 +78,23 @@ ERROR_CODES: dict[str, str] = {
 WARNING_CODES: dict[str, str] = {
     "blank_line": "a blank line, skipped (not a row)",
     "too_long": "more tokens than max_tokens: the row will be truncated",
+    "cr_line_endings": "CR-only line endings (old Mac files): read as line breaks",
 }
-UNREADABLE_CODES = ("file_missing", "is_directory", "unreadable", "empty_file")
+UNREADABLE_CODES = ("file_missing", "is_directory", "unreadable", "empty_file", "too_large")
+MAX_LINE_BYTES = 2 * 2**20  # one row: ~500k tokens of English, more than any course model's context
+MAX_FILE_BYTES = 512 * 2**20  # one file: parsed rows take several times their bytes in memory; shard bigger sets
 
 TOP_KEYS = frozenset({"messages", "metadata", "tools"})
 MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "tool_calls", "tool_call_id"})
 ROLES = frozenset({"system", "user", "assistant", "tool"})
-OPENAI_TOP_KEYS = frozenset({"messages"})
-OPENAI_MESSAGE_KEYS = frozenset({"role", "content", "weight"})
-OPENAI_ROLES = frozenset({"system", "user", "assistant"})
+# OpenAI's chat fine-tuning format, as in the OpenAI API reference (OpenAPI spec 2.3.0, ``FineTuneChatRequestInput``:
+# "the per-line training example of a fine-tuning input file for chat models using the supervised method") and
+# OpenAI's own format checker in the cookbook ("Data preparation and analysis for chat model fine-tuning"), which
+# allows ``name``, ``weight`` and ``function_call`` on messages; tools and tool calls come with the current format.
+OPENAI_TOP_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions"})
+OPENAI_MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call",
+                                 "refusal"})
+OPENAI_ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
 
 GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
@@ -92,7 +117,7 @@ class Problem:
 
     def format(self, path: str | Path) -> str:
         """``PATH:LINE: CODE: message``."""
-        return f"{path}:{self.line}: {self.code}: {self.message}"
+        return f"{display_path(path)}:{self.line}: {self.code}: {self.message}"
 
 
 @dataclass
@@ -105,6 +130,7 @@ class RowResult:
     tokens: int | None = None
     trainable: int | None = None
     same_as_previous: bool = False  # an item of a JSON-array file: invalid, reported once on the first item
+    raw: bytes | None = None  # the line as read, kept for invalid rows so that rejects lose no text
 
     @property
     def valid(self) -> bool:
@@ -166,16 +192,60 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def display_path(path: str | Path) -> str:
+    """A path on one printable line: newlines, tabs and undecodable bytes shown as escapes (``\\n``, ``\\udcff``)."""
+    text = str(path)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class DuplicateKeyError(ValueError):
+    """One JSON object holds the same key twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise DuplicateKeyError(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
 def parse_json_line(text: str) -> Any:
-    """Strict JSON: NaN/Infinity rejected; raises ValueError (also for nesting too deep to parse)."""
+    """Strict JSON: NaN/Infinity and duplicate keys rejected; raises ValueError (also for nesting too deep)."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
     except RecursionError:
         raise ValueError("nested too deeply to parse") from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\[uU][dD][89a-fA-F]")
+
+
+def surrogate_where(value: Any) -> str | None:
+    """Where a parsed JSON value holds a lone surrogate (``messages[0].content``), or None."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:  # iterative: a deeply nested row must not hit the recursion limit
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return where or "the value"
+        elif isinstance(item, dict):
+            for key, sub in reversed(list(item.items())):
+                if _SURROGATE.search(key):
+                    return f"{where or 'the object'} key {key!r}"
+                stack.append((sub, f"{where}.{key}" if where else str(key)))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{where}[{i}]") for i, sub in reversed(list(enumerate(item))))
+    return None
 
 
 def check_message(msg: Any, i: int, line: int, openai: bool = False) -> list[Problem]:
@@ -197,7 +267,7 @@ def check_message(msg: Any, i: int, line: int, openai: bool = False) -> list[Pro
     elif not isinstance(role, str) or role not in roles:
         problems.append(Problem(line, "unknown_role", f"{where} has role {_short(role)}: "
                                                       f"use one of {', '.join(sorted(roles))}"))
-    has_tool_calls = role == "assistant" and bool(msg.get("tool_calls")) and not openai
+    has_tool_calls = role == "assistant" and bool(msg.get("tool_calls") or (openai and msg.get("function_call")))
     if "content" not in msg:
         if not has_tool_calls:
             problems.append(Problem(line, "missing_content", f"{where} has no 'content': add the message text"))
@@ -213,8 +283,12 @@ def check_message(msg: Any, i: int, line: int, openai: bool = False) -> list[Pro
         if role != "assistant" or isinstance(weight, bool) or weight not in (0, 1):
             problems.append(Problem(line, "invalid_weight", f"{where} weight {_short(weight)}: weight must be 0 or 1 "
                                                             f"and only on assistant messages"))
+        elif weight == 0 and not openai:
+            problems.append(Problem(line, "weight_not_honoured", f"{where} has weight 0: OpenAI would not train on this "
+                                    f"turn, but the course's trainer (assistant-only loss) ignores 'weight' and would: "
+                                    f"drop the turn or the row, or check an OpenAI upload with --openai"))
     for key, types, hint in (("name", str, "a string"), ("tool_call_id", str, "a string"),
-                             ("tool_calls", list, "a list")):
+                             ("tool_calls", list, "a list"), ("function_call", dict, "an object")):
         if key in msg and key in allowed and not isinstance(msg[key], types):
             problems.append(Problem(line, "wrong_type", f"{where} {key} is {type(msg[key]).__name__}: use {hint}"))
     return problems
@@ -232,8 +306,10 @@ def check_row(obj: Any, line: int, openai: bool = False) -> list[Problem]:
                                                          f"allowed keys are {', '.join(sorted(allowed))}"))
     if "metadata" in obj and "metadata" in allowed and not isinstance(obj["metadata"], dict):
         problems.append(Problem(line, "wrong_type", f"metadata is {type(obj['metadata']).__name__}: use an object"))
-    if "tools" in obj and "tools" in allowed and not isinstance(obj["tools"], list):
-        problems.append(Problem(line, "wrong_type", f"tools is {type(obj['tools']).__name__}: use a list"))
+    for key, types, hint in (("tools", list, "a list"), ("functions", list, "a list"),
+                             ("parallel_tool_calls", bool, "true or false")):
+        if key in obj and key in allowed and not isinstance(obj[key], types):
+            problems.append(Problem(line, "wrong_type", f"{key} is {type(obj[key]).__name__}: use {hint}"))
     if "messages" not in obj:
         problems.append(Problem(line, "missing_messages", "no 'messages' key: each row needs "
                                                           "{\"messages\": [{\"role\": ..., \"content\": ...}, ...]}"))
@@ -267,50 +343,142 @@ def _split_lines(data: bytes) -> tuple[list[bytes], bool]:
     return [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines], ends_with_newline
 
 
-def _json_array_problem(data: bytes) -> tuple[Problem, int] | None:
-    """A whole-file JSON array (a common mistake): one problem at line 1 and the item count."""
+def json_values(body: bytes) -> list[Any] | None:
+    """The JSON values of a text that holds one or more of them back to back (``jq`` output), or None."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    decoder = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    values, at = [], len(text) - len(text.lstrip())
+    try:
+        while at < len(text):
+            value, at = decoder.raw_decode(text, at)
+            values.append(value)
+            at += len(text[at:]) - len(text[at:].lstrip())
+    except (ValueError, RecursionError):
+        return None
+    return values
+
+
+def _whole_file_problem(data: bytes) -> tuple[Problem, list[Any]] | None:
+    """A whole-file JSON array or pretty-printed objects (common mistakes): one problem at its line and the items."""
     body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
-    if not body.lstrip().startswith(b"["):
+    stripped = body.lstrip()
+    line = 1 + body[: len(body) - len(stripped)].count(b"\n")
+    if stripped.startswith(b"["):
+        try:
+            items = parse_json_line(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(items, list) or (body.count(b"\n") <= 1 and not any(isinstance(x, dict) for x in items)):
+            return None  # a one-line array of scalars is an ordinary not_object row
+        return Problem(line, "json_array", f"the file is one JSON array of {len(items)} items, not JSON Lines: write "
+                                           f"one object per line (python -m helpers.data convert FILE --out "
+                                           f"FILE.jsonl)"), items
+    first = stripped.split(b"\n", 1)[0].strip()
+    if not stripped.startswith(b"{") or not first or _parses(first):
         return None
+    values = json_values(body)
+    if not values or not all(isinstance(v, dict) for v in values):
+        return None
+    n, lines = len(values), body.rstrip().count(b"\n") + 1
+    return Problem(line, "pretty_printed", f"the file holds {n} JSON object{'s' if n != 1 else ''} pretty-printed over "
+                                           f"{lines} lines, not JSON Lines: write one object per line (jq -c . FILE "
+                                           f"> OUT.jsonl, or python -m helpers.data convert FILE --out OUT.jsonl)"), values
+
+
+def _parses(line: bytes) -> bool:
     try:
-        items = parse_json_line(body.decode("utf-8"))
+        parse_json_line(line.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(items, list) or (body.count(b"\n") <= 1 and not any(isinstance(x, dict) for x in items)):
-        return None  # a one-line array of scalars is an ordinary not_object row
-    line = 1 + body[: len(body) - len(body.lstrip())].count(b"\n")
-    return Problem(line, "json_array", f"the file is one JSON array of {len(items)} items, not JSON Lines: write "
-                                       f"one object per line (python -m helpers.data convert FILE --out FILE.jsonl)"), \
-        max(1, len(items))
+        return False
+    return True
 
 
-def _read(path: Path, report: ValidationReport) -> bytes | None:
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def _read(path: Path, report: ValidationReport, max_file_bytes: int = MAX_FILE_BYTES) -> bytes | None:
+    too_large = Problem(0, "too_large", f"the file is over {_size(max_file_bytes)} (a huge file or an endless stream "
+                                        f"such as /dev/zero): split it into smaller files (split -l 100000 FILE part_)")
     try:
-        if not path.exists():
-            report.file_problems.append(Problem(0, "file_missing", "no such file: check the path"))
-        elif path.is_dir():
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            if os.path.islink(path):
+                report.file_problems.append(Problem(0, "unreadable", f"a symbolic link to {display_path(os.readlink(path))}"
+                                                                     f", which does not exist: fix or remove the link"))
+            else:
+                report.file_problems.append(Problem(0, "file_missing", "no such file: check the path"))
+            return None
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            report.file_problems.append(Problem(0, "unreadable", "a loop of symbolic links (too many levels of "
+                                                                 "symbolic links): point the link at a real file"))
+            return None
+        if stat.S_ISDIR(info.st_mode):
             report.file_problems.append(Problem(0, "is_directory", "this is a directory: pass a .jsonl file inside it"))
-        else:
-            return path.read_bytes()
+            return None
+        if stat.S_ISREG(info.st_mode):
+            data = path.read_bytes() if info.st_size <= max_file_bytes else b""
+            if info.st_size <= max_file_bytes and len(data) <= max_file_bytes:
+                return data
+            report.file_problems.append(too_large)
+            return None
+        with path.open("rb") as f:  # a pipe or a device: read with a bound, it may never end
+            chunks, total = [], 0
+            while total <= max_file_bytes:
+                chunk = f.read(min(1 << 20, max_file_bytes + 1 - total))
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+                total += len(chunk)
+        report.file_problems.append(too_large)
     except (OSError, ValueError) as err:  # permissions, a name too long, a NUL byte in the path...
         reason = getattr(err, "strerror", None) or str(err)
         report.file_problems.append(Problem(0, "unreadable", f"cannot read the file ({reason})"))
     return None
 
 
+def _decode_bom(data: bytes, report: ValidationReport) -> bytes:
+    """UTF-16/32 text (told by its byte-order mark) re-encoded as UTF-8, with a whole-file error saying so."""
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            try:
+                data = data.decode(encoding).encode("utf-8")
+            except UnicodeError:
+                return data  # not really UTF-16/32: each line is reported as it is
+            report.file_problems.append(Problem(0, "wrong_encoding", f"the file is {encoding.upper()}, not UTF-8 (rows "
+                                                                     f"were read through its byte-order mark): re-save "
+                                                                     f"it as UTF-8 (python -m helpers.data convert FILE "
+                                                                     f"--out OUT.jsonl)"))
+            return data
+    return data
+
+
 def validate(
-    path: str | Path, tokenizer: Any = None, max_tokens: int | None = None, openai: bool = False
+    path: str | Path, tokenizer: Any = None, max_tokens: int | None = None, openai: bool = False,
+    max_line_bytes: int = MAX_LINE_BYTES, max_file_bytes: int = MAX_FILE_BYTES,
 ) -> ValidationReport:
     """Check a chat JSONL file row by row (with a tokenizer: tokens and label coverage). Taught in 02_dataset."""
-    report = ValidationReport(str(path))
-    data = _read(Path(path), report)
+    report = ValidationReport(display_path(path))
+    data = _read(Path(path), report, max_file_bytes)
     if data is None:
         return report
-    array = _json_array_problem(data)
-    if array is not None:  # every item counts as an invalid row; the problem is printed once
-        problem, count = array
-        report.rows = [RowResult(problem.line, problems=[problem])]
-        report.rows += [RowResult(problem.line, same_as_previous=True) for _ in range(count - 1)]
+    data = _decode_bom(data, report)
+    if b"\n" not in data and b"\r" in data:
+        data = data.replace(b"\r", b"\n")
+        report.file_problems.append(Problem(0, "cr_line_endings", "(warning) CR-only line endings (old Mac) read as "
+                                                                  "line breaks: convert them to LF (tr '\\r' '\\n')"))
+    whole = _whole_file_problem(data)
+    if whole is not None:  # every item counts as an invalid row; the problem is printed once
+        problem, items = whole
+        report.rows = [RowResult(problem.line, data=items[0] if items else None, problems=[problem])]
+        report.rows += [RowResult(problem.line, data=item, same_as_previous=True) for item in items[1:]]
         return report
     lines, ends_with_newline = _split_lines(data)
     has_rows = any(raw.strip() for raw in lines)
@@ -322,9 +490,16 @@ def validate(
         row = RowResult(number)
         report.rows.append(row)
         try:
-            _check_line(row, raw, is_last=number == len(lines) and not ends_with_newline, openai=openai)
+            if len(raw) > max_line_bytes:
+                row.problems.append(Problem(number, "line_too_long", f"the line is {_size(len(raw))}, over the "
+                                                                     f"{_size(max_line_bytes)} limit per row (no chat "
+                                                                     f"row needs that much): shorten or split the row"))
+            else:
+                _check_line(row, raw, is_last=number == len(lines) and not ends_with_newline, openai=openai)
         except Exception as err:  # noqa: BLE001 - the promise is: never a traceback on any input
             row.problems.append(Problem(number, "internal_error", f"{type(err).__name__}: {err}"[:200]))
+        if not row.valid:
+            row.raw = raw
     if not report.rows:
         report.file_problems.append(Problem(0, "empty_file", "the file holds no rows: write one JSON object per line"))
         return report
@@ -344,6 +519,10 @@ def _check_line(row: RowResult, raw: bytes, is_last: bool, openai: bool) -> None
         return
     try:
         row.data = parse_json_line(text)
+    except DuplicateKeyError as err:
+        row.problems.append(Problem(row.line, "duplicate_key", f"key {err.key!r} appears twice in one object (JSON "
+                                                               f"keeps only the last, silently): keep one of them"))
+        return
     except ValueError as err:
         column = f", column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
         reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
@@ -354,6 +533,13 @@ def _check_line(row: RowResult, raw: bytes, is_last: bool, openai: bool) -> None
         else:
             row.problems.append(Problem(row.line, "not_json", f"{reason}{column}: write one JSON object per line"
                                                               f" (double quotes, no trailing commas)"))
+        return
+    where = surrogate_where(row.data) if _SURROGATE_ESCAPE.search(text) else None
+    if where is not None:
+        row.problems.append(Problem(row.line, "lone_surrogate", f"{where} holds a lone surrogate escape (such as "
+                                                                f"\\ud800 without its pair): it is not a character and "
+                                                                f"cannot be written as UTF-8: remove it or write the "
+                                                                f"real character"))
         return
     row.problems.extend(check_row(row.data, row.line, openai))
 
