@@ -68,6 +68,7 @@ CASES = (
     # same run through a plain loss and through the loss TRL's SFTTrainer uses (the course's path) differ most here.
     Case("qlora-152k-plain", 512, 1408, 2, 8, 2, 151936, "qlora", 198, 4),
     Case("qlora-152k-sfttrainer", 512, 1408, 2, 8, 2, 151936, "qlora", 198, 4, loss="chunked"),
+    Case("qlora-123M-sfttrainer", 1024, 2816, 8, 16, 4, 32000, "qlora", 256, 4, loss="chunked"),
 )
 
 

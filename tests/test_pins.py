@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-import tomllib
 
 import nbformat
 
 from helpers import env
 from helpers.config import NOTEBOOKS_DIR, REPO_ROOT
 
-PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-PINNED = PYPROJECT["dependencies"] + PYPROJECT["optional-dependencies"]["dev"]
+TEXT = (REPO_ROOT / "pyproject.toml").read_text()
+DEV = re.search(r"^dev = \[(.*?)^\]", TEXT, re.DOTALL | re.MULTILINE).group(1)  # no tomllib: runs on Python 3.10
+PINNED = env.pyproject_dependencies(TEXT) + re.findall(r'^\s*"([^"]+)"', DEV, re.MULTILINE)
 
 
 def pins_in(text: str) -> dict[str, str]:
