@@ -63,11 +63,16 @@ def bootstrap_source(repo: str | None = None) -> str:
     return BOOTSTRAP.replace("{url}", url).replace("{colab_dir}", COLAB_DIR)
 
 
+def listed_dependencies(text: str, key: str = "dependencies") -> list[str]:
+    """The strings of a ``key = [...]`` list in pyproject.toml text, one quoted string per line (as this repo writes
+    it), read without tomllib: this file runs before anything is installed, and Python 3.10 has no tomllib."""
+    block = re.search(rf"^{re.escape(key)}\s*=\s*\[(.*?)^\]", text, re.DOTALL | re.MULTILINE)
+    return re.findall(r'^\s*"([^"]+)"', block.group(1), re.MULTILINE) if block else []
+
+
 def colab_pins(pyproject: Path = PYPROJECT) -> list[str]:
     """The pinned requirements to install on Colab: pyproject's dependencies minus :data:`KEEP_ON_COLAB`."""
-    text = pyproject.read_text(encoding="utf-8")
-    block = re.search(r"^dependencies\s*=\s*\[(.*?)^\]", text, re.DOTALL | re.MULTILINE)
-    deps = re.findall(r'^\s*"([^"]+)"', block.group(1), re.MULTILINE) if block else []
+    deps = listed_dependencies(pyproject.read_text(encoding="utf-8"))
     name = lambda dep: re.split(r"[<>=!~\[ ]", dep, maxsplit=1)[0].lower()  # noqa: E731
     return [dep for dep in deps if name(dep) not in KEEP_ON_COLAB]
 

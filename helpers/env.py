@@ -37,9 +37,10 @@ def pyproject_dependencies(text: str) -> list[str]:
     """The ``[project] dependencies`` strings of a pyproject.toml (tomllib on Python 3.11+, a plain parser on 3.10)."""
     try:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10: the list is one quoted string per line, as in this repo's pyproject
-        block = re.search(r"^dependencies\s*=\s*\[(.*?)^\]", text, re.DOTALL | re.MULTILINE)
-        return re.findall(r'^\s*"([^"]+)"', block.group(1), re.MULTILINE) if block else []
+    except ModuleNotFoundError:  # Python 3.10
+        from helpers.colab import listed_dependencies
+
+        return listed_dependencies(text)
     return list(tomllib.loads(text)["project"]["dependencies"])
 
 

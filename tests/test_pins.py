@@ -7,11 +7,11 @@ import re
 import nbformat
 
 from helpers import env
+from helpers.colab import listed_dependencies
 from helpers.config import NOTEBOOKS_DIR, REPO_ROOT
 
 TEXT = (REPO_ROOT / "pyproject.toml").read_text()
-DEV = re.search(r"^dev = \[(.*?)^\]", TEXT, re.DOTALL | re.MULTILINE).group(1)  # no tomllib: runs on Python 3.10
-PINNED = env.pyproject_dependencies(TEXT) + re.findall(r'^\s*"([^"]+)"', DEV, re.MULTILINE)
+PINNED = env.pyproject_dependencies(TEXT) + listed_dependencies(TEXT, "dev")  # no tomllib: runs on Python 3.10
 
 
 def pins_in(text: str) -> dict[str, str]:
