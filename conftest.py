@@ -5,6 +5,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download during tests, notebooks included
 os.environ.setdefault("COURSE_PROFILE", "cpu-tiny")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Waiting OpenMP threads sleep instead of spinning (set before torch loads; notebook kernels inherit it): on a busy
+# 2-core machine spinning threads made training steps ~30x slower, which is how CI timed out.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_sessionfinish(session, exitstatus):
