@@ -49,8 +49,10 @@ def handoff(path: str | Path, made_by: str, rebuild: Callable[[], Any] | None = 
     if path.exists():
         print(f"found {path.name} from {made_by}")
         return path
+    from helpers.colab import on_colab
+
     why = ("this Colab runtime is new (set DRIVE = True in the parameters to keep artifacts on Google Drive)"
-           if "google.colab" in sys.modules else f"{made_by} has not run with this profile yet")
+           if on_colab() else f"{made_by} has not run with this profile yet")
     if rebuild is None:
         print(f"{path.name} from {made_by} is missing: {why}; carrying on without it")
         return path
