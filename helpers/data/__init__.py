@@ -5,6 +5,7 @@ the functions that need them). Note: ``helpers.data.validate`` is the *function*
 ``sys.modules["helpers.data.validate"]`` (``from helpers.data.validate import check_row`` works as usual).
 """
 
+from helpers.config import TICKETS_DIR
 from helpers.data.augment import add_typos, augment, drop_order_id, llm_rewrite, reorder_sentences, synthetic_share
 from helpers.data.clean import (
     CleanConfig,
@@ -38,8 +39,12 @@ from helpers.data.report import DataReport, data_report, write_report
 from helpers.data.split import LeakageReport, SplitConfig, check_leakage, group_ids, split_rows
 from helpers.data.validate import TemplateError, ValidationReport, validate
 
+# Tickets the course team wrote by hand (never generated, never trained on): a held-out check that the fine-tuned model
+# reads real phrasings, not only the generator's. Read it with read_jsonl(HANDWRITTEN); data/tickets/README.md has the rules.
+HANDWRITTEN = TICKETS_DIR / "handwritten.jsonl"
+
 __all__ = [
-    "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SplitConfig", "TemplateError",
+    "HANDWRITTEN", "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SplitConfig", "TemplateError",
     "ValidationReport", "add_typos", "augment", "balance_report", "category_of", "check_leakage", "check_openai",
     "clean_file", "clean_rows", "convert", "data_report", "detect_format", "detection_scores", "drop_order_id",
     "export_openai", "group_ids", "llm_rewrite", "make_near_duplicates", "normalise_whitespace", "read_csv",
