@@ -7,15 +7,17 @@ than copies of a training template. The answer is derived from the same facts, s
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from helpers.data.formats import write_jsonl  # noqa: F401  (re-exported: generate.write_jsonl)
 
-GENERATOR = "helpers.data.generate/v1"
+GENERATOR = "helpers.data.generate/v2"
 DEFAULT_SEED = 20261121
 
 CATEGORIES = ("billing", "shipping", "returns", "technical", "account", "product_info")
@@ -70,26 +72,39 @@ ISSUES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
             "My card shows two payments for {o}, please refund one of them.",
             "You billed me two times for the same purchase ({o}).",
             "there are 2 identical charges on my statement for {o}",
+            "Two payments went out for {o} but I only ordered once.",
+            "Why did my bank take the money for {o} twice?",
+            "{o}: charged 2x.",
         ), "Charged twice for {p_or_order}"),
         ("wrong_amount", (
             "The amount on my invoice for {o} is higher than the price at checkout.",
             "I paid more than the listed price for the {p}.",
             "Invoice for {o} shows the wrong total.",
+            "Checkout said one price for the {p}, my invoice says another.",
+            "The total you charged for {o} doesn't match my receipt.",
+            "Was I overcharged for {o}? The numbers don't add up.",
         ), "Billed the wrong amount for {p_or_order}"),
         ("subscription_cancel_charge", (
             "I cancelled my {p} last month but you still charged me.",
             "Still getting billed for {p} after cancelling.",
             "why was I charged for {p} again? I cancelled it",
+            "Even though my {p} is cancelled, a new payment went out this month.",
+            "Cancelled the {p} weeks ago - why is there another charge?",
         ), "Charged after cancelling {p}"),
         ("invoice_request", (
             "Could you send me a VAT invoice for {o}?",
             "I need a proper invoice for {o} for my company.",
             "Please email me the receipt for the {p}.",
+            "Can I get an invoice with my company name for {o}?",
+            "Where can I download the receipt for {o}?",
+            "My accountant needs an itemised invoice for the {p}.",
         ), "Requests an invoice for {p_or_order}"),
         ("payment_declined", (
             "My payment keeps getting declined when I try to buy the {p}.",
             "Checkout fails with 'payment declined' even though my card works elsewhere.",
             "card declined at checkout for {p}",
+            "Every time I pay for the {p} the bank says the payment was refused.",
+            "Tried three cards and the checkout still says declined.",
         ), "Payment declined at checkout for {p}"),
     ],
     "shipping": [
@@ -98,23 +113,35 @@ ISSUES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
             "{o} was supposed to arrive last week and it is still not here.",
             "Where is my package? {o} shows no update for 6 days.",
             "tracking for {o} has not moved since monday",
+            "Any news on {o}? It's been almost two weeks.",
+            "The courier says {o} was delivered but nothing came.",
+            "Still no sign of {o}, the tracking page just says 'in transit'.",
         ), "Order {order_or_p} has not arrived"),
         ("wrong_address", (
             "I entered the wrong shipping address for {o}, can you change it?",
             "Please update the delivery address on {o} before it ships.",
+            "Typo in the address on {o} - the house number is wrong.",
+            "Can {o} go to my work address instead of home?",
         ), "Needs the shipping address changed for {order_or_p}"),
         ("damaged_in_transit", (
             "The box for {o} arrived crushed and the {p} inside is dented.",
             "My {p} arrived damaged, the packaging was torn open.",
             "{p} came broken out of the box, courier clearly dropped it",
+            "The {p} was rattling inside the box when it came and the screen is cracked.",
+            "Box was soaked and the {p} inside got damaged.",
+            "Delivery of {o} came in a squashed box, the {p} is scratched.",
         ), "{p} arrived damaged in transit"),
         ("missing_item", (
             "{o} arrived but the {p} was missing from the box.",
             "I only received part of {o}; the {p} is not in the package.",
+            "Opened {o} and there was no {p} inside.",
+            "The packing slip lists the {p} but it wasn't in the parcel.",
         ), "{p} missing from delivered order"),
         ("shipping_cost", (
             "Why is shipping so expensive for the {p}?",
             "Do you offer free shipping on {p}?",
+            "How much is delivery for the {p}?",
+            "Shipping for the {p} costs almost as much as the item, is that right?",
         ), "Question about shipping cost for {p}"),
     ],
     "returns": [
@@ -123,19 +150,28 @@ ISSUES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
             "How do I send back the {p}? It doesn't suit me.",
             "I want to return {o}, it is not what I expected.",
             "can i return the {p} i bought, never used it",
+            "Can I still send the {p} back? It's been 10 days.",
+            "The {p} isn't for me, how do returns work?",
+            "Please start a return for {o}.",
         ), "Wants to return {p_or_order}"),
         ("refund_status", (
             "I returned the {p} two weeks ago and still have no refund.",
             "Where is my refund for {o}? You received the return already.",
             "still waiting on my refund for {o}",
+            "You got my return of the {p} ages ago, where's the money?",
+            "It's been three weeks since you received {o} back and no refund yet.",
         ), "Refund not received for {p_or_order}"),
         ("exchange", (
             "Can I exchange the {p} for a different colour?",
             "I'd like to swap the {p} from {o} for the bigger model.",
+            "Is a swap possible? The {p} I got is the wrong size.",
+            "Could you replace the {p} with the newer model? I'll pay the difference.",
         ), "Wants to exchange {p}"),
         ("return_label", (
             "The return label for {o} doesn't work.",
             "I never got the return label for the {p}.",
+            "The label for returning {o} won't print.",
+            "No return label came with the email about the {p}.",
         ), "Problem with the return label for {p_or_order}"),
     ],
     "technical": [
@@ -143,27 +179,39 @@ ISSUES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
             "My {p} won't turn on anymore.",
             "The {p} is completely dead, no lights, nothing.",
             "{p} does not power on even after charging overnight",
+            "Nothing happens when I press the power button on the {p}.",
+            "Since yesterday the {p} just stays black.",
         ), "{p} will not turn on"),
         ("connectivity", (
             "The {p} keeps disconnecting from Bluetooth.",
             "My {p} can't connect to wifi after the update.",
             "{p} drops the connection every few minutes",
+            "Wifi keeps dropping on the {p}.",
+            "Bluetooth pairing with the {p} fails every time.",
         ), "{p} keeps losing its connection"),
         ("battery", (
             "The battery on my {p} drains in a couple of hours.",
             "{p} battery life is terrible since last week.",
+            "A full charge of the {p} barely lasts the morning.",
+            "Why does the {p} battery die so fast?",
         ), "{p} battery drains quickly"),
         ("firmware_update", (
             "The firmware update failed on my {p} and now it is stuck.",
             "{p} is stuck on the update screen.",
+            "After the latest update the {p} is frozen on the logo.",
+            "The {p} update stopped halfway and it won't start properly.",
         ), "{p} stuck after a failed firmware update"),
         ("overheating", (
             "My {p} gets really hot when I use it.",
             "The {p} overheats and shuts down.",
+            "The {p} is too hot to touch after a few minutes.",
+            "Is it normal for the {p} to get this hot? It switched itself off.",
         ), "{p} overheats"),
         ("app_crash", (
             "The Nimbus app crashes every time I open the {p} settings.",
             "The app won't sync with my {p}.",
+            "Every time I pair the {p} the Nimbus app closes.",
+            "Nimbus app freezes on the {p} screen.",
         ), "Nimbus app fails with {p}"),
     ],
     "account": [
@@ -171,22 +219,32 @@ ISSUES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
             "I can't reset my password, the email never arrives.",
             "The password reset link says it has expired.",
             "locked out of my account, reset email not coming",
+            "Reset link doesn't work, it says the token is invalid.",
+            "I forgot my password and the reset page gives an error.",
         ), "Cannot reset account password"),
         ("locked_account", (
             "My account is locked after too many login attempts.",
             "It says my account is suspended and I don't know why.",
+            "Why is my account blocked? I can't log in at all.",
+            "Account suspended without any warning.",
         ), "Account is locked"),
         ("change_email", (
             "How do I change the email address on my account?",
             "I need to update the email on my Nimbus account.",
+            "My email address changed, can you update it on my profile?",
+            "Want to switch the login email to a new address.",
         ), "Wants to change the account email"),
         ("delete_account", (
             "Please delete my account and all my data.",
             "I want to close my Nimbus account.",
+            "Close my account please, I don't use it anymore.",
+            "Can you remove my profile and everything linked to it?",
         ), "Requests account deletion"),
         ("two_factor", (
             "I lost my phone and can't get the two-factor code.",
             "2FA codes are not accepted when I log in.",
+            "The two-factor codes never arrive by text.",
+            "My authenticator app was reset and now I can't log in.",
         ), "Two-factor login not working"),
     ],
     "product_info": [
@@ -194,59 +252,127 @@ ISSUES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
             "Is the {p} compatible with a Mac?",
             "Does the {p} work with Android phones?",
             "will the {p} work with my old laptop",
+            "Can I use the {p} with an iPhone?",
+            "Would the {p} work with Windows 11?",
         ), "Asks if {p} is compatible with their devices"),
         ("specs", (
             "What is the battery life of the {p}?",
             "How much does the {p} weigh?",
             "Is the {p} waterproof?",
+            "How big is the {p} exactly?",
+            "Does the {p} come with a charger in the box?",
         ), "Asks about {p} specifications"),
         ("availability", (
             "When will the {p} be back in stock?",
             "Is the {p} available in black?",
+            "Is the {p} sold out everywhere?",
+            "Will there be a new colour of the {p}?",
         ), "Asks about {p} availability"),
         ("warranty_question", (
             "How long is the warranty on the {p}?",
             "Does Nimbus Care+ cover accidental damage on the {p}?",
+            "What does the warranty on the {p} cover?",
+            "Is the {p} still under warranty after 18 months?",
         ), "Asks about warranty for {p}"),
     ],
 }
 
-# Urgency cues decide the priority; tickets without a cue are "medium".
+# Urgency cues decide the priority; tickets without a cue are "medium". A cue is a template whose {slots} are filled
+# from CUE_PARTS (the parts of one level never appear in another's cues), so a level has dozens of distinct sentences:
+# urgent = needed today or within hours, an emergency; high = soon, a deadline within days; low = no hurry at all.
 PRIORITY_CUES: dict[str, tuple[str, ...]] = {
     "urgent": (
-        "This is urgent, I need it fixed today.",
-        "URGENT - I need this resolved immediately.",
-        "Please treat this as an emergency, my business depends on it.",
-        "I need an answer right now, this is critical.",
+        "This is urgent, I need it fixed {u_today}.",
+        "URGENT - I need this resolved {u_now}.",
+        "Please treat this as an emergency, {u_stakes}.",
+        "I need an answer {u_now}, this is critical.",
+        "{u_deadline}, so I need this sorted {u_today}.",
+        "Please help {u_now}: {u_stakes}.",
     ),
     "high": (
         "Please sort this out as soon as possible.",
-        "I need this resolved quickly.",
-        "This is really frustrating, please help asap.",
+        "I need this resolved {h_quickly}.",
+        "This is really frustrating, please help {h_asap}.",
         "Can you prioritise this? It's important.",
+        "I need this {h_before}, please {h_move}.",
+        "Please {h_move}, I need it {h_before}.",
+        "{h_annoyed}, could you look at it {h_asap}?",
     ),
     "low": (
         "No rush, whenever you get a chance.",
         "Not urgent at all, just curious.",
         "Take your time, it's not a big deal.",
         "Low priority, just wanted to let you know.",
+        "{l_no_rush}, {l_whenever}.",
+        "It's {l_not_urgent}, so {l_whenever}.",
+        "{l_no_rush} - {l_reason}.",
     ),
 }
+CUE_PARTS: dict[str, tuple[str, ...]] = {
+    "u_today": ("today", "by the end of today", "before tonight", "within the next hour", "by lunchtime"),
+    "u_now": ("immediately", "right now", "right away", "without any delay"),
+    "u_stakes": ("my business depends on it", "my whole team is blocked", "I can't work without it",
+                 "customers are waiting on me", "my flight is tomorrow"),
+    "u_deadline": ("My flight is tomorrow morning", "I leave for the airport in a few hours", "The event is tonight",
+                   "My presentation is in two hours", "I start a new job tomorrow"),
+    "h_quickly": ("quickly", "in the next day or two", "this week", "fast"),
+    "h_asap": ("asap", "as soon as possible", "as soon as you can", "soon"),
+    "h_before": ("before Friday", "by the weekend", "before the end of the week", "within a couple of days",
+                 "before my trip on Saturday"),
+    "h_move": ("move it up your list", "treat it as a priority", "give it some priority", "look at it soon"),
+    "h_annoyed": ("This is really frustrating", "I'm quite annoyed by now", "This has gone on too long",
+                  "It's getting annoying"),
+    "l_no_rush": ("No rush", "No hurry", "There's no hurry", "Nothing urgent"),
+    "l_whenever": ("whenever you get a chance", "whenever suits you", "any time next week is fine",
+                   "answer when you can", "next week is fine too"),
+    "l_not_urgent": ("not urgent", "not important", "not a big deal", "low priority"),
+    "l_reason": ("I can manage without it for now", "I have a spare for now", "just curious",
+                 "it's only a minor thing"),
+}
+_SLOT = re.compile(r"\{([a-z_]+)\}")
 
-GREETINGS = ("Hi,", "Hello,", "Hey there,", "Dear Nimbus support,", "Good morning,", "Hi team,", "", "", "Hello support,")
+
+def cue_sentences(priority: str) -> list[str]:
+    """Every urgency cue sentence the generator can write for ``priority`` (none for "medium"), in a fixed order."""
+    out = []
+    for template in PRIORITY_CUES.get(priority, ()):
+        slots = _SLOT.findall(template)
+        for parts in itertools.product(*(CUE_PARTS[slot] for slot in slots)):
+            out.append(_SLOT.sub(lambda m, it=iter(parts): next(it), template))
+    return list(dict.fromkeys(out))  # a template without slots can equal another's rendering
+
+
+def template_pattern(template: str) -> re.Pattern[str]:
+    """A sentence template as a regex that finds its renderings: any text in its slots, case and final stop free."""
+    parts = _SLOT.split(template.rstrip(".?!"))[::2]
+    return re.compile(r".{1,40}?".join(re.escape(p) for p in parts), re.IGNORECASE)
+
+
+def _priority_cue(rng: random.Random, priority: str) -> str:
+    """One cue sentence: a template of the level, each slot filled with a random part."""
+    template = rng.choice(PRIORITY_CUES[priority])
+    return _SLOT.sub(lambda m: rng.choice(CUE_PARTS[m.group(1)]), template)
+
+
+GREETINGS = ("Hi,", "Hello,", "Hey there,", "Dear Nimbus support,", "Good morning,", "Hi team,", "", "", "Hello support,",
+             "Hiya,", "Dear team,", "To whom it may concern,", "Hello Nimbus,", "Good afternoon,", "", "Hi all,")
 OPENERS = ("", "", "I hope you can help.", "I have a problem.", "Writing about an issue.", "Quick question.",
-           "I've been a customer for years.", "First time contacting you.")
+           "I've been a customer for years.", "First time contacting you.", "", "Sorry to bother you.",
+           "Long story short:", "Hope you're well.", "Need some help here.", "I'm writing because of a problem.")
 CONTEXT = ("", "", "", "I already tried restarting it.", "I checked the FAQ but found nothing.",
            "My friend had the same problem.", "I bought it as a gift.", "I use it every day for work.",
-           "I contacted you last week but got no reply.", "I'm travelling next week.")
-CLOSINGS = ("Thanks", "Thank you", "Regards", "Cheers", "Best", "Thanks in advance", "", "")
+           "I contacted you last week but got no reply.", "I'm travelling next week.", "",
+           "I've had it for about a month.", "Everything else works fine.", "I updated everything last night.",
+           "The same thing happened a year ago.", "I followed the steps in the manual.")
+CLOSINGS = ("Thanks", "Thank you", "Regards", "Cheers", "Best", "Thanks in advance", "", "", "Many thanks",
+            "Kind regards", "Thanks so much", "All the best", "")
 NAMES = ("Maria", "John", "Aisha", "Chen", "Lukas", "Priya", "Tom", "Sofia", "Omar", "Emma", "Kenji", "Fatima",
          "Lucas", "Olga", "Ravi", "Nina", "Diego", "Hannah", "Yusuf", "Grace")
 SURNAMES = ("Garcia", "Smith", "Khan", "Wei", "Muller", "Patel", "Brown", "Rossi", "Haddad", "Jones", "Tanaka",
             "Nowak", "Silva", "Ivanova", "Kumar", "Berg")
 STREETS = ("Main Street", "Oak Avenue", "Station Road", "Elm Street", "High Street", "Park Lane", "Maple Drive")
 ORDER_FORMATS = ("order {id}", "order #{n}", "order number {id}", "order {n}", "my order ({id})", "ORD {n}",
-                 "order no. {n}")
+                 "order no. {n}", "ord#{n}", "order ref {n}", "#{n}", "(ORD-{n})", "{id}", "order ref. {id}")
 
 
 @dataclass
@@ -347,7 +473,7 @@ def make_ticket(rng: random.Random, index: int) -> Ticket:
                          second[0].lower() + second[1:])
     priority = rng.choices(PRIORITIES, weights=(0.2, 0.4, 0.25, 0.15))[0]
     if priority != "medium":
-        sentences.append(rng.choice(PRIORITY_CUES[priority]))
+        sentences.append(_priority_cue(rng, priority))
     name, surname = rng.choice(NAMES), rng.choice(SURNAMES)
     context = rng.choice(CONTEXT)
     pii_text, pii_kinds = _pii(rng, name, surname)
