@@ -1,4 +1,4 @@
-"""helpers.data.generate: varied phrasings (issue sentences, urgency cues, order formats) under unchanged answer rules."""
+"""helpers.data.generate: varied phrasings (issue sentences, urgency cues, order formats), unchanged answer rules."""
 
 from __future__ import annotations
 

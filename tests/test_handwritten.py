@@ -77,7 +77,8 @@ def test_balance_categories_priorities_orders_products(rows):
 
 
 def test_not_in_and_not_near_the_generated_splits(rows):
-    generated = [_ticket(r) for name in ("train", "validation", "test") for r in read_jsonl(TICKETS_DIR / f"{name}.jsonl")]
+    generated = [_ticket(r) for name in ("train", "validation", "test")
+                 for r in read_jsonl(TICKETS_DIR / f"{name}.jsonl")]
     exact = {" ".join(t.lower().split()) for t in generated}
     grams = [shingles(t) for t in generated]
     threshold = CleanConfig().near_threshold  # the course's near-duplicate threshold
@@ -86,7 +87,7 @@ def test_not_in_and_not_near_the_generated_splits(rows):
         assert " ".join(text.lower().split()) not in exact
         mine = shingles(text)
         closest = max(jaccard(mine, g) for g in grams)
-        # Far below the near-duplicate threshold (measured: at most 0.25); short tickets share a few 5-grams with anything.
+        # Far below the near-duplicate threshold (measured: at most 0.25); short tickets share some 5-grams with any.
         assert closest < min(threshold, 0.4), f"{row['metadata']['id']}: Jaccard {closest:.2f} to a generated ticket"
 
 

@@ -39,12 +39,14 @@ from helpers.data.report import DataReport, data_report, write_report
 from helpers.data.split import LeakageReport, SplitConfig, check_leakage, group_ids, split_rows
 from helpers.data.validate import TemplateError, ValidationReport, validate
 
-# Tickets the course team wrote by hand (never generated, never trained on): a held-out check that the fine-tuned model
-# reads real phrasings, not only the generator's. Read it with read_jsonl(HANDWRITTEN); data/tickets/README.md has the rules.
+# Tickets the course team wrote by hand (never generated, never trained on): a held-out check that the fine-tuned
+# model reads real phrasings, not only the generator's. Read it with read_jsonl(HANDWRITTEN); the rules of its answers
+# are in data/tickets/README.md.
 HANDWRITTEN = TICKETS_DIR / "handwritten.jsonl"
 
 __all__ = [
-    "HANDWRITTEN", "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SplitConfig", "TemplateError",
+    "HANDWRITTEN",
+    "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SplitConfig", "TemplateError",
     "ValidationReport", "add_typos", "augment", "balance_report", "category_of", "check_leakage", "check_openai",
     "clean_file", "clean_rows", "convert", "data_report", "detect_format", "detection_scores", "drop_order_id",
     "export_openai", "group_ids", "llm_rewrite", "make_near_duplicates", "normalise_whitespace", "read_csv",

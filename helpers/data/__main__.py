@@ -126,7 +126,8 @@ def handwritten_section(rows: list[dict[str, Any]]) -> list[str]:
         "lower-case `ord-`, digits split by a space, inside a bank statement line), several products in one ticket, "
         "decoys (a tracking number, a firmware version, a second order that is fine). They were never generated and "
         "are never trained on: they are a held-out check that the model reads tickets, not the generator's templates. "
-        "`python -m helpers.data build` does not write or delete this file (it only reads it for these counts); load it "
+        "`python -m helpers.data build` does not write or delete this file (it only reads it for these counts); "
+        "load it "
         "with `read_jsonl(helpers.data.HANDWRITTEN)`. Rows have the same format as `test.jsonl` (the same system "
         "prompt) and `metadata` `{\"source\": \"handwritten\", \"id\", \"author\", \"notes\"}` (notes: what the "
         "ticket tests and why its answer is what it is).", "",
@@ -143,7 +144,8 @@ def handwritten_section(rows: list[dict[str, Any]]) -> list[str]:
         "one the issue is about.",
         "- `category`: the kind of the (first) issue; `priority` from the ticket's own urgency words, as the "
         "generator's cue levels: `urgent` = needed today, tonight, right now or within hours (a flight tomorrow "
-        "morning), an emergency; `high` = asap, quickly, \"as a priority\", a deadline within days (\"before Friday\", \"by the weekend\"); `low` = no rush, "
+        "morning), an emergency; `high` = asap, quickly, \"as a priority\", a deadline within days "
+        "(\"before Friday\", \"by the weekend\"); `low` = no rush, "
         "not urgent, whenever, no pressure; no cue (complaints, sarcasm, \"help!!\" included) = `medium`.", "",
         f"Counts: {with_order} name an order, {with_product} a product, {len(rows) - with_product} no product.", "",
         "| category | rows |", "|---|---|", *[f"| {c} | {cats[c]} |" for c in generate.CATEGORIES], "",

@@ -354,8 +354,8 @@ def _priority_cue(rng: random.Random, priority: str) -> str:
     return _SLOT.sub(lambda m: rng.choice(CUE_PARTS[m.group(1)]), template)
 
 
-GREETINGS = ("Hi,", "Hello,", "Hey there,", "Dear Nimbus support,", "Good morning,", "Hi team,", "", "", "Hello support,",
-             "Hiya,", "Dear team,", "To whom it may concern,", "Hello Nimbus,", "Good afternoon,", "", "Hi all,")
+GREETINGS = ("Hi,", "Hello,", "Hey there,", "Dear Nimbus support,", "Good morning,", "Hi team,", "", "",
+             "Hello support,", "Hiya,", "Dear team,", "To whom it may concern,", "Hello Nimbus,", "Good afternoon,", "", "Hi all,")
 OPENERS = ("", "", "I hope you can help.", "I have a problem.", "Writing about an issue.", "Quick question.",
            "I've been a customer for years.", "First time contacting you.", "", "Sorry to bother you.",
            "Long story short:", "Hope you're well.", "Need some help here.", "I'm writing because of a problem.")
