@@ -1,8 +1,7 @@
 """The data stage: generate, read/convert, validate, clean, split, augment and report on chat datasets.
 
 Taught in 02_dataset. Light on import (standard library only; datasketch, transformers and matplotlib load inside
-the functions that need them). Note: ``helpers.data.validate`` is the *function* here; its module is
-``sys.modules["helpers.data.validate"]`` (``from helpers.data.validate import check_row`` works as usual).
+the functions that need them). ``helpers.data.validate`` is the function of ``helpers.data.validation``.
 """
 
 from helpers.data.augment import add_typos, augment, drop_order_id, llm_rewrite, reorder_sentences, synthetic_share
@@ -36,7 +35,7 @@ from helpers.data.formats import (
 )
 from helpers.data.report import DataReport, data_report, write_report
 from helpers.data.split import LeakageReport, SplitConfig, check_leakage, group_ids, split_rows
-from helpers.data.validate import TemplateError, ValidationReport, validate
+from helpers.data.validation import TemplateError, ValidationReport, validate
 
 __all__ = [
     "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SplitConfig", "TemplateError",

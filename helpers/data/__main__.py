@@ -26,7 +26,7 @@ def build(out_dir: Path = TICKETS_DIR, n: int = BUILD_N, log: Any = print) -> di
     from helpers.data.clean import CleanConfig, clean_file
     from helpers.data.formats import write_jsonl
     from helpers.data.split import SplitConfig, check_leakage, split_rows
-    from helpers.data.validate import validate
+    from helpers.data.validation import validate
 
     out_dir = Path(out_dir)
     rows = generate.generate_tickets(n=n, seed=generate.DEFAULT_SEED)
@@ -111,7 +111,7 @@ def _load_tokenizer(path: str) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from helpers.data.validate import TemplateError, validate
+    from helpers.data.validation import TemplateError, validate
 
     tokenizer = None
     if args.max_tokens is not None and not args.tokenizer:
@@ -161,7 +161,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     from helpers.data.clean import check_outputs
     from helpers.data.formats import DataFormatError, detect_format, jsonl_writer, write_files
     from helpers.data.split import SPLITS, SplitConfig, check_leakage, split_rows
-    from helpers.data.validate import validate
+    from helpers.data.validation import validate
 
     outputs = {f"--out-dir {name}.jsonl": Path(args.out_dir) / f"{name}.jsonl" for name in SPLITS}
     try:
@@ -208,7 +208,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from helpers.data.clean import check_outputs
     from helpers.data.formats import DataFormatError, convert, read_rows, write_csv, write_jsonl
-    from helpers.data.validate import display_path
+    from helpers.data.validation import display_path
 
     to = "prompt_completion" if args.to == "csv" else args.to
     try:
