@@ -271,10 +271,11 @@ def closed_book_messages(question: str) -> list[dict[str, str]]:
 
 def ticket_chunks(rows: Sequence[dict[str, Any]]) -> list[Chunk]:
     """One chunk per training ticket (its user text), id = row index: the pool for retrieved few-shot examples."""
+    from helpers.data.rows import ticket_text
+
     chunks = []
     for i, row in enumerate(rows):
-        user = [m["content"] for m in row["messages"] if m["role"] == "user"]
-        chunks.append(Chunk(id=str(i), section_id=str(i), text=user[-1]))
+        chunks.append(Chunk(id=str(i), section_id=str(i), text=ticket_text(row)))
     return chunks
 
 

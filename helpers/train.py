@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from helpers.config import SEED, TICKETS_DIR, Profile
+from helpers.config import SEED, Profile
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from datasets import Dataset
@@ -141,8 +141,10 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def split_path(name: str) -> Path:
-    """``data/tickets/<name>.jsonl`` (``train``, ``validation`` or ``test``)."""
-    return TICKETS_DIR / f"{name}.jsonl"
+    """``data/tickets/<name>.jsonl`` (``train``, ``validation`` or ``test``): :func:`helpers.data.split_path`."""
+    from helpers.data.rows import split_path as data_split_path
+
+    return data_split_path(name)
 
 
 def to_dataset(rows: Sequence[dict[str, Any]]) -> "Dataset":
@@ -571,8 +573,10 @@ def train_adapter(
     cfg, flags = precision(cfg)
     fit = memory.preflight(cfg, limit_gib=memory_limit_gib)  # raises before anything is loaded when it cannot fit
     if train_rows is None:
+        from helpers.data.rows import load_split
+
         data_files = [split_path("train"), split_path("validation")]
-        train_rows, eval_rows = read_jsonl(data_files[0]), read_jsonl(data_files[1])
+        train_rows, eval_rows = load_split("train"), load_split("validation")
     tokenizer = load_tokenizer(cfg)
     train_check = check_assistant_masks(tokenizer, train_rows, cfg.max_seq_length, "train")
     eval_check = check_assistant_masks(tokenizer, eval_rows or [], cfg.max_seq_length, "validation") \

@@ -34,14 +34,16 @@ from helpers.data.formats import (
     write_jsonl,
 )
 from helpers.data.report import DataReport, data_report, write_report
+from helpers.data.rows import SPLIT_NAMES, answer_of, load_split, split_path, ticket_text
 from helpers.data.split import LeakageReport, SplitConfig, check_leakage, group_ids, split_rows
 from helpers.data.validation import TemplateError, ValidationReport, validate
 
 __all__ = [
-    "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SplitConfig", "TemplateError",
-    "ValidationReport", "add_typos", "augment", "balance_report", "category_of", "check_leakage", "check_openai",
-    "clean_file", "clean_rows", "convert", "data_report", "detect_format", "detection_scores", "drop_order_id",
-    "export_openai", "group_ids", "llm_rewrite", "make_near_duplicates", "normalise_whitespace", "read_csv",
-    "read_jsonl", "read_rows", "render_chat", "reorder_sentences", "scrub_pii", "split_rows", "synthetic_share",
-    "to_messages", "to_openai", "to_prompt_completion", "to_text", "validate", "write_jsonl", "write_report",
+    "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SPLIT_NAMES", "SplitConfig",
+    "TemplateError", "ValidationReport", "add_typos", "answer_of", "augment", "balance_report", "category_of",
+    "check_leakage", "check_openai", "clean_file", "clean_rows", "convert", "data_report", "detect_format",
+    "detection_scores", "drop_order_id", "export_openai", "group_ids", "llm_rewrite", "load_split",
+    "make_near_duplicates", "normalise_whitespace", "read_csv", "read_jsonl", "read_rows", "render_chat",
+    "reorder_sentences", "scrub_pii", "split_path", "split_rows", "synthetic_share", "ticket_text", "to_messages",
+    "to_openai", "to_prompt_completion", "to_text", "validate", "write_jsonl", "write_report",
 ]

@@ -28,22 +28,22 @@ def conversations_from_rows(rows: Sequence[dict[str, Any]]) -> list[list[dict[st
 
 def references_from_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The reference answer (final assistant turn, a JSON string) of each chat row. Taught in 04_evaluation."""
+    from helpers.data.rows import answer_of
+
     references = []
     for i, row in enumerate(rows):
-        messages = row.get("messages") if isinstance(row, dict) else None
-        if not messages or messages[-1].get("role") != "assistant":
+        answer = answer_of(row) if isinstance(row, dict) else None
+        if answer is None:
             raise EvaluationError(f"row {i} does not end with an assistant turn: it has no reference answer")
-        references.append(messages[-1]["content"])
+        references.append(answer)
     return references
 
 
 def tickets_from_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The ticket text (last user turn) of each chat row. Taught in 04_evaluation."""
-    tickets = []
-    for conversation in conversations_from_rows(rows):
-        users = [m["content"] for m in conversation if m.get("role") == "user"]
-        tickets.append(users[-1] if users else "")
-    return tickets
+    from helpers.data.rows import ticket_text
+
+    return [ticket_text({"messages": conversation}) for conversation in conversations_from_rows(rows)]
 
 
 # ---------------------------------------------------------------------------------------------------- generation
