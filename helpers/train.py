@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from helpers.config import SEED, Profile
+from helpers.config import SEED, Profile, bf16_fallback
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from datasets import Dataset
@@ -78,12 +78,11 @@ def precision(cfg: Profile, capability: tuple[int, int] | None = None, log: Call
         capability = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
     if capability is None:
         return cfg, {"bf16": False, "fp16": False}
-    wants_bf16 = "bfloat16" in (cfg.torch_dtype, cfg.bnb_compute_dtype)
-    if wants_bf16 and capability[0] < 8:
-        # torch.cuda.is_bf16_supported() can say yes here (emulated): decide on compute capability instead.
+    fallback = bf16_fallback(cfg, capability)  # the one bf16 rule: compute capability, not is_bf16_supported()
+    if fallback is not None:
         log(f"compute capability {capability[0]}.{capability[1]} has no native bf16: profile {cfg.name!r} switched "
             f"to fp16 (torch_dtype and bnb_4bit_compute_dtype)")
-        cfg = cfg.replace(torch_dtype="float16", bnb_compute_dtype="float16")
+        cfg = fallback
     half = cfg.bnb_compute_dtype if cfg.load_in_4bit else cfg.torch_dtype
     return cfg, {"bf16": half == "bfloat16", "fp16": half == "float16"}
 
@@ -428,16 +427,10 @@ def __getattr__(name: str) -> Any:
 
 
 def library_versions() -> dict[str, str | None]:
-    """Python and the training libraries' versions (``None`` when not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """Python and the training libraries' versions (``None`` when not installed): :func:`helpers.env.versions`."""
+    from helpers.env import versions
 
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    return versions(LIBRARIES)
 
 
 def hardware() -> dict[str, Any]:
@@ -448,14 +441,11 @@ def hardware() -> dict[str, Any]:
         info["ram_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         info["ram_gib"] = None
-    import torch
+    from helpers.env import gpu_info  # the one GPU probe (00_setup's environment check uses it too)
 
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
-                       "memory_gib": round(props.total_memory / 2**30, 1)}
-    else:
-        info["gpu"] = None
+    gpu = gpu_info()
+    info["gpu"] = {"name": gpu["name"], "capability": "{}.{}".format(*gpu["capability"]),
+                   "memory_gib": gpu["memory_gib"]} if gpu["cuda"] else None
     return info
 
 
