@@ -309,13 +309,19 @@ def _in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
-class _LiveCurvesImpl:
+def _ignore_event(*args: Any, **kwargs: Any) -> None:
+    """A Trainer event the callback does not use (what ``TrainerCallback``'s own methods do)."""
+    return None
+
+
+class LiveCurves:
     """Trainer callback: live loss / eval-loss plot, alerts for NaN, zero loss and overfitting. Taught in 03.
 
     In a notebook the figure updates in place; without one (a script, CI) it is saved as ``loss_curves.png`` in
     ``output_dir`` after every evaluation and at the end. A NaN loss stops training (nothing useful follows it).
-    Use it as ``train.LiveCurves(output_dir)``: the class subclasses ``transformers.TrainerCallback`` and is built
-    on first use so that importing this module stays light.
+    A plain class, so importing this module does not import transformers: the Trainer calls a callback's
+    ``on_<event>(args, state, control, **kwargs)`` methods by name and never checks its type, so ``on_log`` and
+    ``on_train_end`` do the work and every other event is a no-op (:meth:`__getattr__`).
     """
 
     def __init__(self, output_dir: str | Path | None = None, overfit_patience: int = 2, draw: bool = True,
@@ -407,20 +413,11 @@ class _LiveCurvesImpl:
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._save_png()
 
-
-def _live_curves_class() -> type:
-    if "LiveCurves" not in globals():
-        from transformers import TrainerCallback
-
-        globals()["LiveCurves"] = type("LiveCurves", (_LiveCurvesImpl, TrainerCallback), {"__module__": __name__})
-    return globals()["LiveCurves"]
-
-
-def __getattr__(name: str) -> Any:
-    """Build ``LiveCurves`` (a ``TrainerCallback`` subclass) on first access, importing transformers only then."""
-    if name == "LiveCurves":
-        return _live_curves_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(self, name: str) -> Any:
+        """Every other Trainer event (``on_step_end``, ``on_evaluate``, ``on_save``...) is a no-op."""
+        if name.startswith("on_"):
+            return _ignore_event
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------------- manifest
@@ -581,7 +578,7 @@ def train_adapter(
         overrides.update(eval_strategy="no", load_best_model_at_end=False)
     training_args = sft_config(cfg, checkpoint_dir, packing=packing, flags=flags, defaults=defaults, seed=seed,
                                **overrides)
-    cbs = list(callbacks) or [_live_curves_class()(output_dir, draw=False)]
+    cbs = list(callbacks) or [LiveCurves(output_dir, draw=False)]
     if eval_rows:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=defaults.early_stopping_patience))
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=to_dataset(train_rows),
