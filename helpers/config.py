@@ -238,7 +238,7 @@ def artifacts_dir(profile: Profile | str, *parts: str) -> Path:
 
 
 def repo_relative(value: object) -> object:
-    """Strings (inside dicts and lists too) with this machine's paths made portable. Taught in 03_qlora_training.
+    """Strings (inside dicts and lists too) with this machine's paths made portable.
 
     A path inside the repository becomes relative to it (``data/tiny-llama``), the repository itself ``.``, and the
     home folder ``~``: an adapter, a manifest or an executed notebook that is shared names no one's home. Hub ids

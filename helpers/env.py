@@ -149,7 +149,7 @@ def tokenizer_findings(tokenizer: Any) -> list[Finding]:
 
 
 def adjust_for_hardware(cfg: Profile) -> Profile:
-    """Switch bf16 to fp16 on a GPU without native bf16 (compute capability < 8), saying so. Taught in 00_setup."""
+    """Switch bf16 to fp16 on a GPU without native bf16 (compute capability < 8), saying so."""
     gpu = gpu_info()
     fallback = bf16_fallback(cfg, gpu["capability"]) if gpu["cuda"] else None
     if fallback is not None:

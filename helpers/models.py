@@ -58,7 +58,10 @@ GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")  # {% generation %
 
 
 def has_generation_markers(template: str | dict[str, str] | None) -> bool:
-    """Does a chat template wrap assistant turns in ``{% generation %}`` (what assistant-only loss needs)? Taught in 03."""
+    """Does a chat template wrap assistant turns in ``{% generation %}`` (what assistant-only loss needs)?
+
+    Taught in 02_dataset.
+    """
     if isinstance(template, dict):  # templates shipped as named variants: the default one is used
         template = template.get("default", "")
     return bool(template) and GENERATION_MARKER.search(template) is not None

@@ -58,7 +58,7 @@ DEFAULTS = TrainDefaults()
 
 def lora_config(cfg: Profile, dropout: float = DEFAULTS.lora_dropout,
                 target_modules: str | Sequence[str] = DEFAULTS.target_modules) -> "LoraConfig":
-    """The adapter of the course recipe: rank and alpha from the profile, causal-LM task. Taught in 03."""
+    """The adapter of the course recipe: rank and alpha from the profile, causal-LM task."""
     from peft import LoraConfig
 
     targets = target_modules if isinstance(target_modules, str) else list(target_modules)
@@ -89,7 +89,7 @@ def precision(cfg: Profile, capability: tuple[int, int] | None = None, log: Call
 
 def sft_config(cfg: Profile, output_dir: str | Path, packing: bool = False, flags: dict[str, bool] | None = None,
                defaults: TrainDefaults = DEFAULTS, seed: int = SEED, **overrides: Any) -> "SFTConfig":
-    """The ``SFTConfig`` of the course recipe (assistant-only loss, eval + checkpoint every N steps). Taught in 03."""
+    """The ``SFTConfig`` of the course recipe (assistant-only loss, eval + checkpoint every N steps)."""
     from trl import SFTConfig
 
     flags = flags if flags is not None else precision(cfg, log=lambda _m: None)[1]
@@ -126,7 +126,7 @@ def sft_config(cfg: Profile, output_dir: str | Path, packing: bool = False, flag
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a split file, read by the data stage's reader; a missing file says how to build it. Taught in 03."""
+    """Rows of a split file, read by the data stage's reader; a missing file says how to build it."""
     from helpers.data.formats import DataFormatError
     from helpers.data.formats import read_jsonl as read_rows
 
@@ -489,7 +489,7 @@ def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any
 
 
 def portable_adapter_config(adapter_dir: str | Path) -> str | None:
-    """Store ``base_model_name_or_path`` of a saved adapter relative to the repo (a hub id stays). Taught in 03.
+    """Store ``base_model_name_or_path`` of a saved adapter relative to the repo (a hub id stays).
 
     PEFT writes the path the base was loaded from, an absolute one for the embedded model; ``PeftModel.from_pretrained
     (base, adapter_dir)`` does not read it, and a relative ``data/tiny-llama`` resolves from the repository root.
@@ -542,7 +542,10 @@ def train_adapter(
     seed: int = SEED,
     **sft_overrides: Any,
 ) -> Path:
-    """Notebook 03's QLoRA recipe in one call: pre-flight, 4-bit load, LoRA, SFT, save adapter + manifest. Taught in 03.
+    """Notebook 03's QLoRA recipe in one call: pre-flight, 4-bit load, LoRA, SFT, save adapter + manifest.
+
+    03 builds the same recipe by hand (``tests/test_train.py`` checks both agree). Taught in 04_evaluation, which
+    trains the adapter with it when 03's is missing.
 
     Rows default to ``data/tickets/{train,validation}.jsonl``. Checkpoints go to ``checkpoint_dir`` (default
     ``<output_dir>/checkpoints``); ``resume=True`` continues from the newest one there. Returns ``output_dir``.

@@ -1,4 +1,4 @@
-"""Build the Nimbus knowledge base (policies + product FAQ) and its labelled questions. Taught in 01_decide.
+"""Build the Nimbus knowledge base (policies + product FAQ) and its labelled questions.
 
 Every passage is rendered from a facts table (numbers drawn once with a fixed seed), so every labelled answer is
 checkable: the gold answer string is asserted to occur in its gold passage. Questions are written the way customers
@@ -448,7 +448,7 @@ def check_kb(sections: list[Section], questions: list[Question]) -> None:
 
 
 def build_kb(out_dir: Path = KB_DIR, seed: int = KB_SEED) -> dict[str, Any]:
-    """Write the markdown documents, questions.jsonl, facts.json and provenance.json. Taught in 01_decide."""
+    """Write the markdown documents, questions.jsonl, facts.json and provenance.json."""
     facts = draw_facts(seed)
     sections = build_sections(facts)
     questions = build_questions(facts, seed)

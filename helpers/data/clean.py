@@ -176,7 +176,7 @@ def normalise_whitespace(text: str) -> str:
 
 
 def find_pii(text: str) -> list[tuple[str, int, int]]:
-    """``(kind, start, end)`` of each email, phone, card... in ``text``, in text order. Taught in 02_dataset.
+    """``(kind, start, end)`` of each email, phone, card... in ``text``, in text order.
 
     Kinds are searched in ``PII_PATTERNS`` order; what one kind found is masked (same length, so offsets hold) before
     the next kind searches, as a card number must not be seen as a phone.
@@ -437,7 +437,7 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 
 def check_outputs(in_path: str | Path, outputs: dict[str, str | Path]) -> None:
-    """Refuse, in one line, outputs that are the input, each other, a directory or below a file. Taught in 02_dataset."""
+    """Refuse, in one line, outputs that are the input, each other, a directory or below a file."""
     from helpers.data.formats import DataFormatError
     from helpers.data.validation import display_path
 

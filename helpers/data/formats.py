@@ -29,7 +29,7 @@ class DataFormatError(ValueError):
 
 
 def detect_format(row: Any) -> str:
-    """``messages``, ``prompt_completion`` or ``text`` for one row. Taught in 02_dataset."""
+    """``messages``, ``prompt_completion`` or ``text`` for one row."""
     if isinstance(row, dict):
         if "messages" in row:
             return "messages"
@@ -115,7 +115,7 @@ def read_csv(path: str | Path, system_prompt: str | None = None) -> list[dict[st
 def write_files(writers: dict[Path, Callable[[TextIO], None]], newline: str = "\n") -> None:
     """Write each file to a temporary file beside it, then rename them all: a crash never leaves half a file.
 
-    Taught in 02_dataset. If any writer fails, no file is replaced and the temporary files are removed.
+    If any writer fails, no file is replaced and the temporary files are removed.
     """
     import stat
 
@@ -250,7 +250,7 @@ def to_text(row: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
 
 def convert(rows: list[dict[str, Any]], to: str, tokenizer: Any = None,
             system_prompt: str | None = None) -> list[dict[str, Any]]:
-    """Convert rows to ``messages``, ``prompt_completion``, ``text`` or ``openai``. Taught in 02_dataset."""
+    """Convert rows to ``messages``, ``prompt_completion``, ``text`` or ``openai``."""
     if to == "messages":
         return [to_messages(r, system_prompt) for r in rows]
     if to == "prompt_completion":

@@ -23,10 +23,10 @@ def split_path(name: str, tickets_dir: str | Path = TICKETS_DIR) -> Path:
 
 
 def load_split(name: str, tickets_dir: str | Path = TICKETS_DIR) -> list[dict[str, Any]]:
-    """The rows of ``data/tickets/<name>.jsonl`` (``train``, ``validation``, ``test``, ``clean``...). Taught in 02_dataset.
+    """The rows of ``data/tickets/<name>.jsonl`` (``train``, ``validation``, ``test``, ``clean``...).
 
-    A missing file names its path and the command that rebuilds it; a bad line raises ``DataFormatError`` with
-    ``PATH:LINE``.
+    Taught in 02_dataset. A missing file names its path and the command that rebuilds it; a bad line raises
+    ``DataFormatError`` with ``PATH:LINE``.
     """
     from helpers.data.formats import read_jsonl
 

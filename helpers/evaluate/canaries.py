@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # heavy imports stay out of module import time
 
 @dataclass(frozen=True)
 class Canary:
-    """One general-capability check run before and after fine-tuning. Taught in 04_evaluation.
+    """One general-capability check run before and after fine-tuning.
 
     ``continuation``: greedy raw-text continuation of ``prompt`` must contain ``expected`` (``"a|b"``: either).
     ``preference``: the model must give ``prompt`` a higher total log-likelihood than ``worse``.

@@ -24,7 +24,7 @@ ERROR_KINDS: dict[str, str] = {
 def error_kinds(
     obj: dict[str, Any] | None, ref: dict[str, Any], schema_errors: Sequence[str] = (), summary_f1: float = 1.0
 ) -> list[str]:
-    """The kinds of mistake in one parsed answer (keys of :data:`ERROR_KINDS`). Taught in 04_evaluation."""
+    """The kinds of mistake in one parsed answer (keys of :data:`ERROR_KINDS`)."""
     if obj is None:
         return ["invalid_json"]
     kinds = ["schema_violation"] if schema_errors else []

@@ -32,7 +32,7 @@ def judge_prompt(ticket: str, answer_a: str, answer_b: str, reference: str | Non
 
 
 def prompt_sections(prompt: str) -> dict[str, str]:
-    """The ``### Name`` sections of a :func:`judge_prompt` (for judges that read them). Taught in 04_evaluation."""
+    """The ``### Name`` sections of a :func:`judge_prompt` (for judges that read them)."""
     pieces = re.split(r"\n### (Ticket|Reference answer|Answer A|Answer B|Verdict)\n", prompt)
     return {name: text.strip() for name, text in zip(pieces[1::2], pieces[2::2])}
 
@@ -47,7 +47,7 @@ _VERDICT_PATTERNS = (
 
 
 def parse_verdict(text: str) -> str | None:
-    """``"A"``, ``"B"``, ``"tie"`` or None from a judge reply, tolerant of junk around it. Taught in 04_evaluation."""
+    """``"A"``, ``"B"``, ``"tie"`` or None from a judge reply, tolerant of junk around it."""
     for pattern in _VERDICT_PATTERNS:
         found = pattern.findall(text or "")
         if found:
@@ -136,7 +136,7 @@ class ModelJudge:
     """A judge backed by a local chat model: greedy answers via :func:`generate`, batched in ``many``.
 
     ``without_adapter=True`` judges with a PEFT model's base weights (``model.disable_adapter()``), so the tuned
-    adapter does not grade its own answers. Taught in 04_evaluation.
+    adapter does not grade its own answers.
     """
 
     model: Any

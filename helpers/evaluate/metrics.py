@@ -45,7 +45,7 @@ _FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL | re.IGNORECAS
 
 
 def parse_json(text: str) -> dict[str, Any] | None:
-    """The JSON object a model answered (a surrounding ```json fence allowed), or None. Taught in 04_evaluation."""
+    """The JSON object a model answered (a surrounding ```json fence allowed), or None."""
     text = (text or "").strip()
     fenced = _FENCE.match(text)
     if fenced:
@@ -98,7 +98,7 @@ class UnicodeTokenizer:
 
 
 def token_f1(prediction: str, reference: str) -> float:
-    """Token-overlap F1 (SQuAD style, Unicode words) between two strings. Taught in 04_evaluation."""
+    """Token-overlap F1 (SQuAD style, Unicode words) between two strings."""
     pred, ref = unicode_tokens(prediction), unicode_tokens(reference)
     if not pred or not ref:
         return float(pred == ref)
@@ -110,7 +110,7 @@ def token_f1(prediction: str, reference: str) -> float:
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F-measure from rouge-score with the Unicode tokenizer. Taught in 04_evaluation."""
+    """ROUGE-L F-measure from rouge-score with the Unicode tokenizer."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=UnicodeTokenizer())
@@ -118,7 +118,7 @@ def rouge_l(prediction: str, reference: str) -> float:
 
 
 def macro_f1(predictions: Sequence[str], references: Sequence[str], labels: Iterable[str] | None = None) -> float:
-    """Macro-F1 over ``labels`` (default: classes seen in either list, except the invalid class). Taught in 04."""
+    """Macro-F1 over ``labels`` (default: classes seen in either list, except the invalid class)."""
     if labels is None:
         labels = sorted((set(references) | set(predictions)) - {INVALID})
     scores = []
