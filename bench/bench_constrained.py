@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
-from helpers import config, constrained, evaluate, models  # noqa: E402
+from helpers import config, evaluate, models  # noqa: E402
+from helpers.evaluate import constrained  # noqa: E402
 from helpers.data.generate import TICKET_SCHEMA  # noqa: E402
 
 KEYS = ("json_valid", "schema_valid", "field_accuracy", *(f"field_accuracy_{k}" for k in evaluate.FIELD_KEYS))

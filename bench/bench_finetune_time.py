@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
-from helpers import config, train  # noqa: E402
+from helpers import config, data, train  # noqa: E402
 
 BUDGET_S = 300  # notebook 03's training cell on 2 CPU cores: what the course promises a workshop
 NBMAKE_TIMEOUT_S = 3600  # the Makefile's --nbmake-timeout
@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = config.get_profile(args.profile)
     steps = args.steps or cfg.max_steps
-    train_rows = train.read_jsonl(train.split_path("train"))
-    eval_rows = train.read_jsonl(train.split_path("validation"))[:32]
+    train_rows = data.load_split("train")
+    eval_rows = data.load_split("validation")[:32]
     run = train.quick_run(cfg, "qlora", steps, train_rows, eval_rows)
     seconds = run["train_s"] * cfg.max_steps / steps  # scaled to the full run when fewer steps were timed
     print(f"profile {cfg.name}: {steps} QLoRA steps in {run['train_s']:.1f} s (eval loss {run['eval_loss']:.3f})")

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
-from helpers import config, evaluate, memory, models, train  # noqa: E402
+from helpers import config, data, evaluate, memory, models, train  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.md"
 BEGIN, END = "<!-- gpu_check:begin -->", "<!-- gpu_check:end -->"
@@ -39,7 +39,7 @@ BEGIN, END = "<!-- gpu_check:begin -->", "<!-- gpu_check:end -->"
 
 def filled_rows(tokenizer, n: int, max_length: int) -> list[dict]:
     """Course rows whose answers are repeated until each chat is longer than ``max_length`` (truncated to it)."""
-    rows = train.read_jsonl(train.split_path("train"))[:n]
+    rows = data.load_split("train")[:n]
     out = []
     for row in rows:
         messages = [dict(m) for m in row["messages"]]
@@ -105,7 +105,7 @@ def check_profile(name: str, steps: int, workdir: Path, cpu: bool) -> dict:
     est = memory.estimate(memory.resolve_shape(str(folder)), memory.setup_from_profile(cfg))
     est_tensors = est.total_gib - est.components.get("cuda_overhead", 0) / memory.GIB  # what torch counts
 
-    prompts = evaluate.conversations_from_rows(train.read_jsonl(train.split_path("test"))[:16])
+    prompts = evaluate.conversations_from_rows(data.load_split("test")[:16])
     started = time.time()
     outputs = evaluate.generate(trainer.model, tokenizer, prompts, max_new_tokens=32, batch_size=16, progress=False)
     gen_s = time.time() - started

@@ -93,7 +93,7 @@ def install(dry_run: bool = False) -> list[str]:
 def keep_artifacts_on_drive(enabled: bool, folder: str = DRIVE_ARTIFACTS) -> Path | None:
     """On Colab with ``enabled``: mount Google Drive and keep ``artifacts/`` there, so the next notebook finds them.
 
-    Taught in 00_setup. Colab gives each notebook a new runtime, which starts without the adapter or the tables an
+    Taught in 01_decide. Colab gives each notebook a new runtime, which starts without the adapter or the tables an
     earlier notebook saved; on Drive they survive. Elsewhere, or with ``enabled=False``, nothing changes (later
     notebooks rebuild what is missing and say so). Returns the Drive folder when it is used.
     """

@@ -140,6 +140,23 @@ PROFILES["l4"] = dataclasses.replace(
     gpu="L4 24 GB",
 )
 MIN_7B_GIB = 20.0  # below this much GPU memory, auto-detection picks the 1.5B recipe (t4) whatever the capability
+BF16_MIN_CAPABILITY = 8  # native bf16 from Ampere (compute capability 8.0) on; a T4 (7.5) and a V100 (7.0) lack it
+
+
+def has_native_bf16(capability: tuple[int, int] | None) -> bool:
+    """Does a GPU of this compute capability compute in bf16 natively? ``None`` (no GPU) is no.
+
+    The one bf16 rule of the course: ``torch.cuda.is_bf16_supported()`` can say yes on a T4 (emulated), so the
+    capability decides. Profile detection, the environment check and the training precision all ask here.
+    """
+    return capability is not None and capability[0] >= BF16_MIN_CAPABILITY
+
+
+def bf16_fallback(cfg: "Profile", capability: tuple[int, int] | None) -> "Profile | None":
+    """The profile switched to fp16 when it asks for bf16 on a GPU without native bf16; None when nothing changes."""
+    if capability is None or has_native_bf16(capability) or "bfloat16" not in (cfg.torch_dtype, cfg.bnb_compute_dtype):
+        return None
+    return cfg.replace(torch_dtype="float16", bnb_compute_dtype="float16")
 
 
 def profile_for_gpu(capability: tuple[int, int] | None, memory_gib: float | None) -> str:
@@ -149,8 +166,7 @@ def profile_for_gpu(capability: tuple[int, int] | None, memory_gib: float | None
     """
     if capability is None:
         return "cpu-tiny"
-    # is_bf16_supported() can say yes on a T4 (emulated): decide on compute capability instead.
-    if capability[0] < 8 or (memory_gib is not None and memory_gib < MIN_7B_GIB):
+    if not has_native_bf16(capability) or (memory_gib is not None and memory_gib < MIN_7B_GIB):
         return "t4"
     if memory_gib is not None and memory_gib < 38:
         return "l4"
@@ -222,7 +238,7 @@ def artifacts_dir(profile: Profile | str, *parts: str) -> Path:
 
 
 def repo_relative(value: object) -> object:
-    """Strings (inside dicts and lists too) with this machine's paths made portable. Taught in 03_qlora_training.
+    """Strings (inside dicts and lists too) with this machine's paths made portable.
 
     A path inside the repository becomes relative to it (``data/tiny-llama``), the repository itself ``.``, and the
     home folder ``~``: an adapter, a manifest or an executed notebook that is shared names no one's home. Hub ids

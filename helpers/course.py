@@ -39,7 +39,7 @@ def record(**metrics: Any) -> dict[str, Any]:
 
 
 def handoff(path: str | Path, made_by: str, rebuild: Callable[[], Any] | None = None, how: str = "") -> Path:
-    """Find what an earlier notebook saved for this one, or say why it is missing and rebuild it. Taught in 00_setup.
+    """Find what an earlier notebook saved for this one, or say why it is missing and rebuild it. Taught in 04.
 
     On Colab every notebook runs in a new runtime, so ``artifacts/`` starts empty unless it is kept on Google Drive
     (``DRIVE = True``). ``rebuild`` (e.g. train the adapter with 03's recipe) runs when the file is missing; without

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from helpers.data.generate import CATEGORIES, SYSTEM_PROMPT, TICKET_SCHEMA
+from helpers.data.rows import answer_of, ticket_text
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import pandas as pd
@@ -274,7 +275,7 @@ def pick_examples(train_rows: Sequence[dict[str, Any]], k: int, seed: int = 0) -
     by_cat: dict[str, list[dict[str, Any]]] = {c: [] for c in CATEGORIES}
     for i, row in enumerate(train_rows):
         try:
-            category = json.loads(row["messages"][-1]["content"]).get("category")
+            category = json.loads(answer_of(row)).get("category")
         except (KeyError, IndexError, TypeError, json.JSONDecodeError, AttributeError):
             raise ValueError(f"training row {i} has no JSON assistant answer: pass chat rows like "
                              "data/tickets/train.jsonl") from None
@@ -294,9 +295,7 @@ def few_shot_messages(ticket: str, examples: Sequence[dict[str, Any]], system_pr
     """Instruction, then each example as a user/assistant turn pair, then the ticket. Taught in 01_decide."""
     messages = [{"role": "system", "content": system_prompt}]
     for row in examples:
-        user = next(m["content"] for m in row["messages"] if m["role"] == "user")
-        answer = row["messages"][-1]["content"]
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        messages += [{"role": "user", "content": ticket_text(row)}, {"role": "assistant", "content": answer_of(row)}]
     return messages + [{"role": "user", "content": ticket}]
 
 
@@ -349,14 +348,28 @@ def run_baseline(
     latency = (time.perf_counter() - started) / len(conversations)
     metrics = evaluate.score(predictions, list(references), schema=schema)
     prompt = sum(prompt_token_counts(tokenizer, conversations)) / len(conversations)
-    # + 1: the end-of-turn token each answer also costs
-    completion = sum(len(ids) + 1 for ids in tokenizer(predictions, add_special_tokens=False)["input_ids"])
-    completion /= len(predictions)
-    row = {"approach": approach, "json_valid": metrics["json_valid"], "schema_valid": metrics["schema_valid"],
-           "field_accuracy": metrics["field_accuracy"], "prompt_tokens": prompt, "completion_tokens": completion,
-           "latency_s": latency, "cost_per_1k": cost_per_1k(prompt, completion, price_in_per_m, price_out_per_m),
-           **{k: v for k, v in metrics.items() if k not in ("json_valid", "schema_valid", "field_accuracy")}}
+    completion = sum(completion_token_counts(tokenizer, predictions)) / len(predictions)
+    row = decision_row(approach, metrics, prompt, completion, latency, price_in_per_m, price_out_per_m)
     return BaselineRun(row=row, predictions=predictions)
+
+
+def completion_token_counts(tokenizer: Any, predictions: Sequence[str]) -> list[int]:
+    """Tokens each answer costs: its text plus the end-of-turn token that ends it. Taught in 04_evaluation."""
+    return [len(ids) + 1 for ids in tokenizer(list(predictions), add_special_tokens=False)["input_ids"]]
+
+
+def decision_row(approach: str, metrics: dict[str, Any], prompt_tokens: float, completion_tokens: float,
+                 latency_s: float, price_in_per_m: float = 0.5, price_out_per_m: float = 1.5) -> dict[str, Any]:
+    """One approach's row of the decision table: quality, mean tokens, latency, price, then every other metric.
+
+    ``metrics`` is a :func:`helpers.evaluate.score` dictionary; tokens are means per request. 01_decide's
+    baselines and 04_evaluation's fine-tuned model build their rows here. Taught in 04_evaluation.
+    """
+    return {"approach": approach, "json_valid": metrics["json_valid"], "schema_valid": metrics["schema_valid"],
+            "field_accuracy": metrics["field_accuracy"], "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens, "latency_s": latency_s,
+            "cost_per_1k": cost_per_1k(prompt_tokens, completion_tokens, price_in_per_m, price_out_per_m),
+            **{k: v for k, v in metrics.items() if k not in ("json_valid", "schema_valid", "field_accuracy")}}
 
 
 DECISION_COLUMNS = ("approach", "json_valid", "schema_valid", "field_accuracy", "prompt_tokens", "latency_s",

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from helpers.config import REPO_ROOT, Profile
+from helpers.config import REPO_ROOT, Profile, bf16_fallback
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")
 DIST_NAME = "finetune-course"
@@ -80,10 +80,10 @@ def gpu_info() -> dict[str, Any]:
             "capability": (props.major, props.minor), "memory_gib": round(props.total_memory / 2**30, 1)}
 
 
-def versions() -> dict[str, str | None]:
-    """Python and the course's key libraries, as installed."""
+def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Python and the course's key libraries (or ``packages``), as installed (``None``: not installed)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
-    out.update({name: installed_version(name) for name in PACKAGES})
+    out.update({name: installed_version(name) for name in packages})
     return out
 
 
@@ -109,7 +109,7 @@ def hardware_findings(cfg: Profile, gpu: dict[str, Any]) -> list[Finding]:
     if cfg.device == "cuda" and not gpu["cuda"]:
         findings.append(Finding("error", f"profile {cfg.name!r} needs a CUDA GPU and none is visible",
                                 "use PROFILE = 'cpu-tiny', or on Colab: Runtime > Change runtime type > T4 GPU"))
-    if gpu["cuda"] and "bfloat16" in (cfg.torch_dtype, cfg.bnb_compute_dtype) and gpu["capability"][0] < 8:
+    if gpu["cuda"] and bf16_fallback(cfg, gpu["capability"]) is not None:
         findings.append(Finding("error", f"{gpu['name']} (compute capability {gpu['capability'][0]}."
                                 f"{gpu['capability'][1]}) has no native bf16 but profile {cfg.name!r} asks for it",
                                 "use PROFILE = 't4' (fp16), or call env.adjust_for_hardware(cfg)"))
@@ -149,12 +149,13 @@ def tokenizer_findings(tokenizer: Any) -> list[Finding]:
 
 
 def adjust_for_hardware(cfg: Profile) -> Profile:
-    """Switch bf16 to fp16 on a GPU without native bf16 (compute capability < 8), saying so. Taught in 00_setup."""
+    """Switch bf16 to fp16 on a GPU without native bf16 (compute capability < 8), saying so."""
     gpu = gpu_info()
-    if gpu["cuda"] and gpu["capability"][0] < 8 and "bfloat16" in (cfg.torch_dtype, cfg.bnb_compute_dtype):
+    fallback = bf16_fallback(cfg, gpu["capability"]) if gpu["cuda"] else None
+    if fallback is not None:
         print(f"{gpu['name']} has no native bf16 (compute capability {gpu['capability'][0]}.{gpu['capability'][1]}):"
               f" switching profile {cfg.name!r} to fp16")
-        return cfg.replace(torch_dtype="float16", bnb_compute_dtype="float16")
+        return fallback
     return cfg
 
 

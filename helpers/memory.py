@@ -203,7 +203,7 @@ class Estimate:
 
 
 def shape_from_config(config: Any, name: str = "") -> ModelShape:
-    """A :class:`ModelShape` from a ``config.json`` dict or a loaded transformers config. Taught in 03."""
+    """A :class:`ModelShape` from a ``config.json`` dict or a loaded transformers config."""
     get = (lambda k, d=None: config.get(k, d)) if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
     if get("text_config") is not None:  # multimodal wrappers keep the language model's numbers here
         return shape_from_config(get("text_config"), name)
@@ -224,7 +224,7 @@ def shape_from_config(config: Any, name: str = "") -> ModelShape:
 
 
 def check_config_numbers(get: Any, name: str = "") -> None:
-    """Refuse sizes that are not whole numbers >= 1 and mixture-of-experts models, naming the key. Taught in 03."""
+    """Refuse sizes that are not whole numbers >= 1 and mixture-of-experts models, naming the key."""
     where = name or "the config"
     for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                 "num_key_value_heads"):
@@ -432,7 +432,7 @@ def verdict(shape: ModelShape, setup: TrainSetup, memory_gib: float) -> dict[str
 
 
 def net_changes(applied: list[str]) -> list[str]:
-    """The changes to make, one per setting: ``batch=8, then 4, then 2`` is just the last value. Taught in 03."""
+    """The changes to make, one per setting: ``batch=8, then 4, then 2`` is just the last value."""
     def knob(description: str) -> str:
         return description.split("=")[0] if "=" in description.split(" ")[0] else description
 

@@ -58,7 +58,10 @@ GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")  # {% generation %
 
 
 def has_generation_markers(template: str | dict[str, str] | None) -> bool:
-    """Does a chat template wrap assistant turns in ``{% generation %}`` (what assistant-only loss needs)? Taught in 03."""
+    """Does a chat template wrap assistant turns in ``{% generation %}`` (what assistant-only loss needs)?
+
+    Taught in 02_dataset.
+    """
     if isinstance(template, dict):  # templates shipped as named variants: the default one is used
         template = template.get("default", "")
     return bool(template) and GENERATION_MARKER.search(template) is not None
@@ -316,10 +319,9 @@ def _stand_in_tokenizer(spec: dict[str, Any], vocab_size: int = 1024) -> "PreTra
 
     import trl
 
-    from helpers.config import TICKETS_DIR
+    from helpers.data.rows import load_split
 
-    texts = [m["content"] for line in (TICKETS_DIR / "train.jsonl").read_text().splitlines()[:600]
-             for m in json.loads(line)["messages"]]
+    texts = [m["content"] for row in load_split("train")[:600] for m in row["messages"]]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

@@ -120,7 +120,7 @@ class BM25Retriever:
 
 
 class DenseRetriever:
-    """Cosine similarity between normalised embeddings of the query and of every chunk. Taught in 01_decide."""
+    """Cosine similarity between normalised embeddings of the query and of every chunk."""
 
     def __init__(self, chunks: Sequence[Chunk], encode: Callable[[list[str]], "np.ndarray"]) -> None:
         import numpy as np
@@ -187,7 +187,7 @@ def dense_retriever(chunks: Sequence[Chunk], embedder: Any, batch_size: int = 64
 
 
 def recall_at_k(ranked: Sequence[Sequence[str]], gold: Sequence[Sequence[str]], k: int) -> float:
-    """Mean over queries of |gold ∩ top-k| / |gold|. Taught in 01_decide."""
+    """Mean over queries of |gold ∩ top-k| / |gold|."""
     if len(ranked) != len(gold) or not gold:
         raise ValueError(f"{len(ranked)} rankings for {len(gold)} gold sets: pass one ranking per question")
     return sum(len(set(r[:k]) & set(g)) / len(set(g)) for r, g in zip(ranked, gold)) / len(gold)
@@ -271,10 +271,11 @@ def closed_book_messages(question: str) -> list[dict[str, str]]:
 
 def ticket_chunks(rows: Sequence[dict[str, Any]]) -> list[Chunk]:
     """One chunk per training ticket (its user text), id = row index: the pool for retrieved few-shot examples."""
+    from helpers.data.rows import ticket_text
+
     chunks = []
     for i, row in enumerate(rows):
-        user = [m["content"] for m in row["messages"] if m["role"] == "user"]
-        chunks.append(Chunk(id=str(i), section_id=str(i), text=user[-1]))
+        chunks.append(Chunk(id=str(i), section_id=str(i), text=ticket_text(row)))
     return chunks
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from helpers.config import SEED, TICKETS_DIR, Profile
+from helpers.config import SEED, Profile, bf16_fallback
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from datasets import Dataset
@@ -58,7 +58,7 @@ DEFAULTS = TrainDefaults()
 
 def lora_config(cfg: Profile, dropout: float = DEFAULTS.lora_dropout,
                 target_modules: str | Sequence[str] = DEFAULTS.target_modules) -> "LoraConfig":
-    """The adapter of the course recipe: rank and alpha from the profile, causal-LM task. Taught in 03."""
+    """The adapter of the course recipe: rank and alpha from the profile, causal-LM task."""
     from peft import LoraConfig
 
     targets = target_modules if isinstance(target_modules, str) else list(target_modules)
@@ -78,19 +78,18 @@ def precision(cfg: Profile, capability: tuple[int, int] | None = None, log: Call
         capability = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
     if capability is None:
         return cfg, {"bf16": False, "fp16": False}
-    wants_bf16 = "bfloat16" in (cfg.torch_dtype, cfg.bnb_compute_dtype)
-    if wants_bf16 and capability[0] < 8:
-        # torch.cuda.is_bf16_supported() can say yes here (emulated): decide on compute capability instead.
+    fallback = bf16_fallback(cfg, capability)  # the one bf16 rule: compute capability, not is_bf16_supported()
+    if fallback is not None:
         log(f"compute capability {capability[0]}.{capability[1]} has no native bf16: profile {cfg.name!r} switched "
             f"to fp16 (torch_dtype and bnb_4bit_compute_dtype)")
-        cfg = cfg.replace(torch_dtype="float16", bnb_compute_dtype="float16")
+        cfg = fallback
     half = cfg.bnb_compute_dtype if cfg.load_in_4bit else cfg.torch_dtype
     return cfg, {"bf16": half == "bfloat16", "fp16": half == "float16"}
 
 
 def sft_config(cfg: Profile, output_dir: str | Path, packing: bool = False, flags: dict[str, bool] | None = None,
                defaults: TrainDefaults = DEFAULTS, seed: int = SEED, **overrides: Any) -> "SFTConfig":
-    """The ``SFTConfig`` of the course recipe (assistant-only loss, eval + checkpoint every N steps). Taught in 03."""
+    """The ``SFTConfig`` of the course recipe (assistant-only loss, eval + checkpoint every N steps)."""
     from trl import SFTConfig
 
     flags = flags if flags is not None else precision(cfg, log=lambda _m: None)[1]
@@ -127,7 +126,7 @@ def sft_config(cfg: Profile, output_dir: str | Path, packing: bool = False, flag
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a split file, read by the data stage's reader; a missing file says how to build it. Taught in 03."""
+    """Rows of a split file, read by the data stage's reader; a missing file says how to build it."""
     from helpers.data.formats import DataFormatError
     from helpers.data.formats import read_jsonl as read_rows
 
@@ -141,8 +140,10 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def split_path(name: str) -> Path:
-    """``data/tickets/<name>.jsonl`` (``train``, ``validation`` or ``test``)."""
-    return TICKETS_DIR / f"{name}.jsonl"
+    """``data/tickets/<name>.jsonl`` (``train``, ``validation`` or ``test``): :func:`helpers.data.split_path`."""
+    from helpers.data.rows import split_path as data_split_path
+
+    return data_split_path(name)
 
 
 def to_dataset(rows: Sequence[dict[str, Any]]) -> "Dataset":
@@ -308,13 +309,19 @@ def _in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
-class _LiveCurvesImpl:
+def _ignore_event(*args: Any, **kwargs: Any) -> None:
+    """A Trainer event the callback does not use (what ``TrainerCallback``'s own methods do)."""
+    return None
+
+
+class LiveCurves:
     """Trainer callback: live loss / eval-loss plot, alerts for NaN, zero loss and overfitting. Taught in 03.
 
     In a notebook the figure updates in place; without one (a script, CI) it is saved as ``loss_curves.png`` in
     ``output_dir`` after every evaluation and at the end. A NaN loss stops training (nothing useful follows it).
-    Use it as ``train.LiveCurves(output_dir)``: the class subclasses ``transformers.TrainerCallback`` and is built
-    on first use so that importing this module stays light.
+    A plain class, so importing this module does not import transformers: the Trainer calls a callback's
+    ``on_<event>(args, state, control, **kwargs)`` methods by name and never checks its type, so ``on_log`` and
+    ``on_train_end`` do the work and every other event is a no-op (:meth:`__getattr__`).
     """
 
     def __init__(self, output_dir: str | Path | None = None, overfit_patience: int = 2, draw: bool = True,
@@ -406,36 +413,21 @@ class _LiveCurvesImpl:
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._save_png()
 
-
-def _live_curves_class() -> type:
-    if "LiveCurves" not in globals():
-        from transformers import TrainerCallback
-
-        globals()["LiveCurves"] = type("LiveCurves", (_LiveCurvesImpl, TrainerCallback), {"__module__": __name__})
-    return globals()["LiveCurves"]
-
-
-def __getattr__(name: str) -> Any:
-    """Build ``LiveCurves`` (a ``TrainerCallback`` subclass) on first access, importing transformers only then."""
-    if name == "LiveCurves":
-        return _live_curves_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(self, name: str) -> Any:
+        """Every other Trainer event (``on_step_end``, ``on_evaluate``, ``on_save``...) is a no-op."""
+        if name.startswith("on_"):
+            return _ignore_event
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------------- manifest
 
 
 def library_versions() -> dict[str, str | None]:
-    """Python and the training libraries' versions (``None`` when not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """Python and the training libraries' versions (``None`` when not installed): :func:`helpers.env.versions`."""
+    from helpers.env import versions
 
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    return versions(LIBRARIES)
 
 
 def hardware() -> dict[str, Any]:
@@ -446,14 +438,11 @@ def hardware() -> dict[str, Any]:
         info["ram_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         info["ram_gib"] = None
-    import torch
+    from helpers.env import gpu_info  # the one GPU probe (00_setup's environment check uses it too)
 
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
-                       "memory_gib": round(props.total_memory / 2**30, 1)}
-    else:
-        info["gpu"] = None
+    gpu = gpu_info()
+    info["gpu"] = {"name": gpu["name"], "capability": "{}.{}".format(*gpu["capability"]),
+                   "memory_gib": gpu["memory_gib"]} if gpu["cuda"] else None
     return info
 
 
@@ -500,7 +489,7 @@ def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any
 
 
 def portable_adapter_config(adapter_dir: str | Path) -> str | None:
-    """Store ``base_model_name_or_path`` of a saved adapter relative to the repo (a hub id stays). Taught in 03.
+    """Store ``base_model_name_or_path`` of a saved adapter relative to the repo (a hub id stays).
 
     PEFT writes the path the base was loaded from, an absolute one for the embedded model; ``PeftModel.from_pretrained
     (base, adapter_dir)`` does not read it, and a relative ``data/tiny-llama`` resolves from the repository root.
@@ -553,7 +542,10 @@ def train_adapter(
     seed: int = SEED,
     **sft_overrides: Any,
 ) -> Path:
-    """Notebook 03's QLoRA recipe in one call: pre-flight, 4-bit load, LoRA, SFT, save adapter + manifest. Taught in 03.
+    """Notebook 03's QLoRA recipe in one call: pre-flight, 4-bit load, LoRA, SFT, save adapter + manifest.
+
+    03 builds the same recipe by hand (``tests/test_train.py`` checks both agree). Taught in 04_evaluation, which
+    trains the adapter with it when 03's is missing.
 
     Rows default to ``data/tickets/{train,validation}.jsonl``. Checkpoints go to ``checkpoint_dir`` (default
     ``<output_dir>/checkpoints``); ``resume=True`` continues from the newest one there. Returns ``output_dir``.
@@ -571,8 +563,10 @@ def train_adapter(
     cfg, flags = precision(cfg)
     fit = memory.preflight(cfg, limit_gib=memory_limit_gib)  # raises before anything is loaded when it cannot fit
     if train_rows is None:
+        from helpers.data.rows import load_split
+
         data_files = [split_path("train"), split_path("validation")]
-        train_rows, eval_rows = read_jsonl(data_files[0]), read_jsonl(data_files[1])
+        train_rows, eval_rows = load_split("train"), load_split("validation")
     tokenizer = load_tokenizer(cfg)
     train_check = check_assistant_masks(tokenizer, train_rows, cfg.max_seq_length, "train")
     eval_check = check_assistant_masks(tokenizer, eval_rows or [], cfg.max_seq_length, "validation") \
@@ -587,7 +581,7 @@ def train_adapter(
         overrides.update(eval_strategy="no", load_best_model_at_end=False)
     training_args = sft_config(cfg, checkpoint_dir, packing=packing, flags=flags, defaults=defaults, seed=seed,
                                **overrides)
-    cbs = list(callbacks) or [_live_curves_class()(output_dir, draw=False)]
+    cbs = list(callbacks) or [LiveCurves(output_dir, draw=False)]
     if eval_rows:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=defaults.early_stopping_patience))
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=to_dataset(train_rows),

@@ -95,3 +95,12 @@ def test_set_seed_repeats():
     a = random.random()
     config.set_seed(3)
     assert random.random() == a
+
+
+def test_one_bf16_rule_by_compute_capability():
+    a100 = config.PROFILES["a100"]
+    assert config.has_native_bf16((8, 0)) and not config.has_native_bf16((7, 5)) and not config.has_native_bf16(None)
+    fp16 = config.bf16_fallback(a100, (7, 5))
+    assert (fp16.torch_dtype, fp16.bnb_compute_dtype) == ("float16", "float16")
+    assert config.bf16_fallback(a100, (8, 0)) is None and config.bf16_fallback(a100, None) is None
+    assert config.bf16_fallback(config.PROFILES["t4"], (7, 5)) is None  # already fp16: nothing to switch

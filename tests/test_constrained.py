@@ -1,4 +1,4 @@
-"""Tier 2: helpers.constrained — schema-constrained generation fixes the format (not the content) of any model."""
+"""Tier 2: helpers.evaluate.constrained — schema-constrained generation fixes the format (not the content) of any model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from helpers import config, constrained as cg, evaluate as ev, models
+from helpers import config, evaluate as ev, models
+from helpers.evaluate import constrained as cg
 from helpers.data.generate import CATEGORIES, PRIORITIES, TICKET_SCHEMA
 
 CFG = config.get_profile("cpu-tiny")

@@ -271,7 +271,7 @@ def test_weight_zero_is_rejected_with_a_reason_outside_openai_mode(tmp_path):
 
 
 def test_openai_mode_follows_the_current_chat_fine_tuning_format():
-    from helpers.data.validate import check_row
+    from helpers.data.validation import check_row
 
     tool_row = {"messages": [
         {"role": "system", "content": "s"}, {"role": "user", "content": "q", "name": "ann"},

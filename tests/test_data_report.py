@@ -9,7 +9,7 @@ import pytest
 
 from helpers.config import TICKETS_DIR
 from helpers.data import check_leakage, data_report, generate, read_jsonl, split_rows, validate, write_report
-from helpers.data.__main__ import BUILD_FILES, build
+from helpers.build.dataset import BUILD_FILES, build
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from helpers.config import REPO_ROOT
 from helpers.data import validate
 from helpers.data.__main__ import main
-from helpers.data.validate import ERROR_CODES, WARNING_CODES, TemplateError, check_row
+from helpers.data.validation import ERROR_CODES, WARNING_CODES, TemplateError, check_row
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
@@ -94,7 +94,7 @@ def test_internal_error_is_reported_not_raised(monkeypatch, capsys):
     def boom(obj, line, openai=False):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(sys.modules["helpers.data.validate"], "check_row", boom)
+    monkeypatch.setattr(sys.modules["helpers.data.validation"], "check_row", boom)
     rc, out = run_cli(capsys, str(FIXTURES / "blank_line.jsonl"))
     assert rc == 1 and out[0].endswith(":1: internal_error: RuntimeError: bug")
     assert out[-1] == "rows: 2, valid: 0, invalid: 2"

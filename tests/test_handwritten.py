@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from helpers.config import TICKETS_DIR
 from helpers.data import HANDWRITTEN, generate, read_jsonl, validate
-from helpers.data.__main__ import BUILD_FILES, HANDWRITTEN_FILE, build, handwritten_section
+from helpers.build.dataset import BUILD_FILES, HANDWRITTEN_FILE, build, handwritten_section
 from helpers.data.clean import CleanConfig, jaccard, shingles
 
 

@@ -152,6 +152,26 @@ def test_bf16_below_compute_capability_8_switches_to_fp16():
     assert train.precision(config.get_profile("cpu-tiny"))[1] == {"bf16": False, "fp16": False}
 
 
+def test_live_curves_is_a_plain_class_that_answers_every_trainer_event():
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from transformers import TrainerCallback
+
+    code = "import sys, helpers.train as t; print('transformers' in sys.modules, isinstance(t.LiveCurves, type))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=config.REPO_ROOT, check=True)
+    assert out.stdout.split() == ["False", "True"], "importing helpers.train must not import transformers"
+    curves = train.LiveCurves(draw=False)
+    events = [name for name in vars(TrainerCallback) if name.startswith("on_")]
+    assert len(events) > 10
+    for name in events:  # how transformers' CallbackHandler calls a callback: by name, with these arguments
+        state = SimpleNamespace(global_step=0)
+        assert getattr(curves, name)(None, state, None, model=None, logs={}, metrics={}) is None
+    with pytest.raises(AttributeError):
+        curves.not_an_event
+
+
 def test_live_curves_alerts_and_headless_png(tmp_path):
     from types import SimpleNamespace
 

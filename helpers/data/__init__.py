@@ -1,8 +1,7 @@
 """The data stage: generate, read/convert, validate, clean, split, augment and report on chat datasets.
 
 Taught in 02_dataset. Light on import (standard library only; datasketch, transformers and matplotlib load inside
-the functions that need them). Note: ``helpers.data.validate`` is the *function* here; its module is
-``sys.modules["helpers.data.validate"]`` (``from helpers.data.validate import check_row`` works as usual).
+the functions that need them). ``helpers.data.validate`` is the function of ``helpers.data.validation``.
 """
 
 from helpers.config import TICKETS_DIR
@@ -36,8 +35,9 @@ from helpers.data.formats import (
     write_jsonl,
 )
 from helpers.data.report import DataReport, data_report, write_report
+from helpers.data.rows import SPLIT_NAMES, answer_of, load_split, split_path, ticket_text
 from helpers.data.split import LeakageReport, SplitConfig, check_leakage, group_ids, split_rows
-from helpers.data.validate import TemplateError, ValidationReport, validate
+from helpers.data.validation import TemplateError, ValidationReport, validate
 
 # Tickets the course team wrote by hand (never generated, never trained on): a held-out check that the fine-tuned
 # model reads real phrasings, not only the generator's. Read it with read_jsonl(HANDWRITTEN); the rules of its answers
@@ -46,10 +46,11 @@ HANDWRITTEN = TICKETS_DIR / "handwritten.jsonl"
 
 __all__ = [
     "HANDWRITTEN",
-    "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SplitConfig", "TemplateError",
-    "ValidationReport", "add_typos", "augment", "balance_report", "category_of", "check_leakage", "check_openai",
-    "clean_file", "clean_rows", "convert", "data_report", "detect_format", "detection_scores", "drop_order_id",
-    "export_openai", "group_ids", "llm_rewrite", "make_near_duplicates", "normalise_whitespace", "read_csv",
-    "read_jsonl", "read_rows", "render_chat", "reorder_sentences", "scrub_pii", "split_rows", "synthetic_share",
-    "to_messages", "to_openai", "to_prompt_completion", "to_text", "validate", "write_jsonl", "write_report",
+    "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SPLIT_NAMES", "SplitConfig",
+    "TemplateError", "ValidationReport", "add_typos", "answer_of", "augment", "balance_report", "category_of",
+    "check_leakage", "check_openai", "clean_file", "clean_rows", "convert", "data_report", "detect_format",
+    "detection_scores", "drop_order_id", "export_openai", "group_ids", "llm_rewrite", "load_split",
+    "make_near_duplicates", "normalise_whitespace", "read_csv", "read_jsonl", "read_rows", "render_chat",
+    "reorder_sentences", "scrub_pii", "split_path", "split_rows", "synthetic_share", "ticket_text", "to_messages",
+    "to_openai", "to_prompt_completion", "to_text", "validate", "write_jsonl", "write_report",
 ]

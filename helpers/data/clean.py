@@ -1,7 +1,7 @@
 """Clean a chat dataset: whitespace, PII, length filters, exact and near duplicates, with every removal explained.
 
 Taught in 02_dataset. The accounting invariant ``valid_in == kept + rejected`` is asserted in :func:`clean_rows`; rows
-that are not valid chat rows (see :mod:`helpers.data.validate`) are written to the rejects file too, with reason
+that are not valid chat rows (see :mod:`helpers.data.validation`) are written to the rejects file too, with reason
 ``invalid:<code>``, and counted separately (``rows_in == valid_in + invalid_in``).
 """
 
@@ -176,7 +176,7 @@ def normalise_whitespace(text: str) -> str:
 
 
 def find_pii(text: str) -> list[tuple[str, int, int]]:
-    """``(kind, start, end)`` of each email, phone, card... in ``text``, in text order. Taught in 02_dataset.
+    """``(kind, start, end)`` of each email, phone, card... in ``text``, in text order.
 
     Kinds are searched in ``PII_PATTERNS`` order; what one kind found is masked (same length, so offsets hold) before
     the next kind searches, as a card number must not be seen as a phone.
@@ -323,7 +323,7 @@ def _where(row: dict[str, Any], index: int) -> str:
 
 def clean_rows(rows: list[dict[str, Any]], cfg: CleanConfig = CleanConfig()) -> CleanResult:
     """Normalise, scrub PII, filter by length, drop exact then near duplicates. Taught in 02_dataset."""
-    from helpers.data.validate import check_row
+    from helpers.data.validation import check_row
 
     kept: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
@@ -391,7 +391,7 @@ def clean_file(in_path: str | Path, out_path: str | Path, rejects_path: str | Pa
     keeps its text: ``raw`` (or ``raw_base64`` for bytes that are not UTF-8) beside the parsed ``data``.
     """
     from helpers.data.formats import DataFormatError, jsonl_writer, write_files
-    from helpers.data.validate import validate
+    from helpers.data.validation import validate
 
     check_outputs(in_path, {"--out": out_path, "--rejects": rejects_path})
     report = validate(in_path)
@@ -414,7 +414,7 @@ def _raw_record(row: Any) -> dict[str, Any]:
     """``line``, the raw text of an invalid row (``raw``, or ``raw_base64`` when not UTF-8) and its parsed ``data``."""
     import base64
 
-    from helpers.data.validate import surrogate_where
+    from helpers.data.validation import surrogate_where
 
     record: dict[str, Any] = {"line": row.line}
     if row.raw is not None:
@@ -437,9 +437,9 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 
 def check_outputs(in_path: str | Path, outputs: dict[str, str | Path]) -> None:
-    """Refuse, in one line, outputs that are the input, each other, a directory or below a file. Taught in 02_dataset."""
+    """Refuse, in one line, outputs that are the input, each other, a directory or below a file."""
     from helpers.data.formats import DataFormatError
-    from helpers.data.validate import display_path
+    from helpers.data.validation import display_path
 
     named = list(outputs.items())
     for i, (label, path) in enumerate(named):
@@ -458,7 +458,7 @@ def check_outputs(in_path: str | Path, outputs: dict[str, str | Path]) -> None:
 
 def _unwritable(path: Path) -> str | None:
     """Why ``path`` cannot be written as a file (before anything is written), or None."""
-    from helpers.data.validate import display_path
+    from helpers.data.validation import display_path
 
     try:
         if path.is_dir():

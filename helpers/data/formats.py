@@ -29,7 +29,7 @@ class DataFormatError(ValueError):
 
 
 def detect_format(row: Any) -> str:
-    """``messages``, ``prompt_completion`` or ``text`` for one row. Taught in 02_dataset."""
+    """``messages``, ``prompt_completion`` or ``text`` for one row."""
     if isinstance(row, dict):
         if "messages" in row:
             return "messages"
@@ -43,7 +43,7 @@ def detect_format(row: Any) -> str:
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a JSONL file in any of the three formats; the first bad line raises ``PATH:LINE: ...``."""
-    from helpers.data.validate import validate
+    from helpers.data.validation import validate
 
     report = validate(path)
     for row in report.rows:
@@ -63,7 +63,7 @@ JSON_LAYER_CODES = ("invalid_utf8", "not_json", "truncated_line", "json_array", 
 
 def decode_text(data: bytes, path: str | Path) -> str:
     """Bytes as text: UTF-8 (a BOM is dropped), or UTF-16/32 told by its byte-order mark; else a one-line error."""
-    from helpers.data.validate import display_path
+    from helpers.data.validation import display_path
 
     for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
                           (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
@@ -82,7 +82,7 @@ def decode_text(data: bytes, path: str | Path) -> str:
 
 def read_csv(path: str | Path, system_prompt: str | None = None) -> list[dict[str, Any]]:
     """CSV rows as messages rows (prompt/completion or system/user/assistant columns) or text. Taught in 02_dataset."""
-    from helpers.data.validate import MAX_FILE_BYTES, ValidationReport, _read, display_path
+    from helpers.data.validation import MAX_FILE_BYTES, ValidationReport, _read, display_path
 
     path = Path(path)
     report = ValidationReport(display_path(path))
@@ -115,7 +115,7 @@ def read_csv(path: str | Path, system_prompt: str | None = None) -> list[dict[st
 def write_files(writers: dict[Path, Callable[[TextIO], None]], newline: str = "\n") -> None:
     """Write each file to a temporary file beside it, then rename them all: a crash never leaves half a file.
 
-    Taught in 02_dataset. If any writer fails, no file is replaced and the temporary files are removed.
+    If any writer fails, no file is replaced and the temporary files are removed.
     """
     import stat
 
@@ -237,7 +237,7 @@ def to_prompt_completion(row: dict[str, Any], conversational: bool = False) -> d
 
 def render_chat(messages: list[dict[str, Any]], tokenizer: Any, add_generation_prompt: bool = False) -> str:
     """A conversation as the exact string the model sees, via the tokenizer's chat template. Taught in 02_dataset."""
-    from helpers.data.validate import chat_template_of
+    from helpers.data.validation import chat_template_of
 
     chat_template_of(tokenizer)  # a clear error when the tokenizer has none
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -250,7 +250,7 @@ def to_text(row: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
 
 def convert(rows: list[dict[str, Any]], to: str, tokenizer: Any = None,
             system_prompt: str | None = None) -> list[dict[str, Any]]:
-    """Convert rows to ``messages``, ``prompt_completion``, ``text`` or ``openai``. Taught in 02_dataset."""
+    """Convert rows to ``messages``, ``prompt_completion``, ``text`` or ``openai``."""
     if to == "messages":
         return [to_messages(r, system_prompt) for r in rows]
     if to == "prompt_completion":
@@ -287,7 +287,7 @@ def export_openai(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
 
 def check_openai(path: str | Path) -> Any:
     """Validate a file against OpenAI's stricter format (returns a ``ValidationReport``). Taught in 02_dataset."""
-    from helpers.data.validate import validate
+    from helpers.data.validation import validate
 
     return validate(path, openai=True)
 
@@ -297,7 +297,7 @@ def read_rows(path: str | Path, system_prompt: str | None = None) -> list[dict[s
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return read_csv(path, system_prompt)
-    from helpers.data.validate import surrogate_where, validate
+    from helpers.data.validation import surrogate_where, validate
 
     report = validate(path)
     if report.rows and report.rows[0].problems and report.rows[0].problems[0].code in ("json_array", "pretty_printed"):

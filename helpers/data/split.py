@@ -28,7 +28,7 @@ class SplitConfig:
 
 
 def group_ids(rows: list[dict[str, Any]], near_threshold: float = 0.8, shingle_size: int = 5) -> list[str]:
-    """One group id per row: ``metadata.group`` merged with near-duplicates (union-find). Taught in 02_dataset."""
+    """One group id per row: ``metadata.group`` merged with near-duplicates (union-find)."""
     parent = list(range(len(rows)))
 
     def find(i: int) -> int:

@@ -214,7 +214,7 @@ def constrained_generate(
     import torch
     from tqdm.auto import tqdm
 
-    from helpers.evaluate import decoding_kwargs
+    from helpers.evaluate.generation import decoding_kwargs
 
     if max_new_tokens < 1 or batch_size < 1:
         raise ConstrainedGenerationError(f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must be >= 1")

@@ -96,8 +96,6 @@ OPENAI_MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "tool_call
                                  "refusal"})
 OPENAI_ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
 
-GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
-
 
 class TemplateError(ValueError):
     """A tokenizer whose chat template cannot give assistant-only masks; the message says how to fix it."""
@@ -560,7 +558,9 @@ def chat_template_of(tokenizer: Any) -> str:
 
 def require_generation_markers(tokenizer: Any) -> None:
     """Raise :class:`TemplateError` unless the chat template wraps assistant turns in ``{% generation %}``."""
-    if not GENERATION_MARKER.search(chat_template_of(tokenizer)):
+    from helpers.models import has_generation_markers  # the one rule, kept with the chat template it checks
+
+    if not has_generation_markers(chat_template_of(tokenizer)):
         raise TemplateError(
             "the chat template has no {% generation %} markers, so assistant-only masking is impossible "
             "(return_assistant_tokens_mask gives all zeros and assistant_only_loss trains nothing): wrap each "

@@ -1,0 +1,71 @@
+"""Base vs tuned: generation, metrics, A/B with CIs, judge, canaries, error analysis. Taught in 04_evaluation.
+
+Everything here scores the course task (support ticket -> JSON with ``category``, ``product``, ``order_id``,
+``priority``, ``summary``) with reference packages called directly: ``jsonschema`` for the schema, ``rouge-score``
+(with a Unicode tokenizer: its default one drops every non-ASCII character), and ``sacrebleu`` for BLEU and chrF.
+Nothing runs on import; torch and transformers are imported inside the functions that need them.
+
+One module per topic; every public name is importable from ``helpers.evaluate`` (``evaluate.score``):
+
+- ``common``: the answer's fields and :class:`EvaluationError`
+- ``generation``: prompts/references/tickets from chat rows, :data:`DECODING`, batched greedy :func:`generate`
+- ``metrics``: :func:`parse_json`, :func:`score_rows`, :func:`aggregate`, :func:`score` and the metric functions
+- ``error_analysis``: :data:`ERROR_KINDS`, :func:`error_kinds`, :func:`error_table`
+- ``ab``: :func:`paired_bootstrap`, :func:`plot_ab`
+- ``judge``: the judge prompt, verdict parsing, :func:`judge_pairwise` and the judges
+- ``canaries``: forgetting checks (:class:`Canary`, :func:`run_canaries`, :func:`default_canaries`)
+- ``human``: :func:`human_eval_sheet`
+- ``decision``: :func:`extend_decision_table`
+- ``baselines``: the majority answer and accuracy split by whether the ticket names the value
+- ``grounding``: extracted values the ticket does not contain (hallucinations)
+- ``constrained``: JSON-schema-constrained generation (llguidance): the format guaranteed, not the content
+
+A new topic is a new module plus one ``from helpers.evaluate.<module> import ...`` line below.
+"""
+
+from helpers.evaluate.common import FIELD_KEYS, INVALID, SUMMARY_KEY, EvaluationError
+from helpers.evaluate.generation import (
+    DECODING,
+    conversations_from_rows,
+    decoding_kwargs,
+    generate,
+    references_from_rows,
+    tickets_from_rows,
+)
+from helpers.evaluate.error_analysis import ERROR_KINDS, error_kinds, error_table
+from helpers.evaluate.metrics import (
+    CORPUS_METRICS,
+    METRIC_DOCS,
+    PER_EXAMPLE_METRICS,
+    UnicodeTokenizer,
+    aggregate,
+    macro_f1,
+    parse_json,
+    rouge_l,
+    score,
+    score_rows,
+    token_f1,
+    unicode_tokens,
+)
+from helpers.evaluate.ab import paired_bootstrap, plot_ab
+from helpers.evaluate.judge import (
+    JUDGE_RUBRIC,
+    ModelJudge,
+    ReferenceFieldJudge,
+    judge_pairwise,
+    judge_prompt,
+    model_judge,
+    parse_verdict,
+    prompt_sections,
+)
+from helpers.evaluate.canaries import (
+    CONTINUATIONS,
+    FLUENCY_SENTENCES,
+    INSTRUCTIONS,
+    Canary,
+    canary_regressions,
+    default_canaries,
+    run_canaries,
+)
+from helpers.evaluate.human import RUBRIC_COLUMNS, human_eval_sheet
+from helpers.evaluate.decision import extend_decision_table

@@ -1,0 +1,122 @@
+"""Prompts and references from chat rows, and batched greedy generation. Taught in 04_evaluation.
+
+The decoding settings (:data:`DECODING`) are the course's one way of generating answers: 01, 03 and 04 use them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from helpers.evaluate.common import EvaluationError
+
+
+# ---------------------------------------------------------------------------------------------------- rows
+
+
+def conversations_from_rows(rows: Sequence[dict[str, Any]]) -> list[list[dict[str, str]]]:
+    """The prompt part of each chat row (the final assistant turn dropped). Taught in 04_evaluation."""
+    conversations = []
+    for i, row in enumerate(rows):
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if not messages:
+            raise EvaluationError(f"row {i} has no 'messages' list: pass chat rows like data/tickets/test.jsonl")
+        if messages[-1].get("role") == "assistant":
+            messages = messages[:-1]
+        conversations.append([dict(m) for m in messages])
+    return conversations
+
+
+def references_from_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The reference answer (final assistant turn, a JSON string) of each chat row. Taught in 04_evaluation."""
+    from helpers.data.rows import answer_of
+
+    references = []
+    for i, row in enumerate(rows):
+        answer = answer_of(row) if isinstance(row, dict) else None
+        if answer is None:
+            raise EvaluationError(f"row {i} does not end with an assistant turn: it has no reference answer")
+        references.append(answer)
+    return references
+
+
+def tickets_from_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The ticket text (last user turn) of each chat row. Taught in 04_evaluation."""
+    from helpers.data.rows import ticket_text
+
+    return [ticket_text({"messages": conversation}) for conversation in conversations_from_rows(rows)]
+
+
+# ---------------------------------------------------------------------------------------------------- generation
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends an answer: the tokenizer's EOS plus the model's generation-config EOS ids."""
+    ids: list[int] = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(int(tokenizer.eos_token_id))
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos]:
+        if value is not None and int(value) not in ids:
+            ids.append(int(value))
+    if not ids:
+        raise EvaluationError("the tokenizer has no eos_token: set tokenizer.eos_token to the end-of-turn token")
+    return ids
+
+
+# Plain greedy decoding, every setting spelled out: a hub model's generation_config can carry sampling defaults
+# (Qwen2.5: temperature 0.7, top_p 0.8, top_k 20, repetition_penalty 1.05-1.1) that generate() would otherwise apply,
+# and a repetition penalty makes copying an order id from the ticket *less* likely. The values are transformers'
+# neutral defaults (unused without sampling, so no warning). Recorded in the run manifest and the course report.
+DECODING: dict[str, Any] = {"do_sample": False, "num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                            "temperature": 1.0, "top_p": 1.0, "top_k": 50}
+
+
+def decoding_kwargs(model: Any, tokenizer: Any, max_new_tokens: int) -> dict[str, Any]:
+    """The ``generate()`` arguments of the course's decoding: :data:`DECODING`, the cap, every EOS id, the pad id."""
+    eos_ids = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    return {**DECODING, "max_new_tokens": max_new_tokens, "eos_token_id": eos_ids, "pad_token_id": pad_id,
+            "use_cache": True}
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    max_new_tokens: int,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[str]:
+    """Batched greedy answers to chat prompts, in input order, new text only. Taught in 04_evaluation."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if max_new_tokens < 1 or batch_size < 1:
+        raise EvaluationError(f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must both be >= 1")
+    if not getattr(tokenizer, "chat_template", None):
+        raise EvaluationError("the tokenizer has no chat_template: load it with helpers.models.load_tokenizer(cfg)")
+    settings = decoding_kwargs(model, tokenizer, max_new_tokens)  # greedy, no penalties, every EOS id
+    eos_ids = settings["eos_token_id"]
+    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # longest first: similar lengths per batch
+    outputs: list[str] = [""] * len(encoded)
+    config = model.config
+    saved = (tokenizer.padding_side, config.use_cache, model.training)
+    tokenizer.padding_side = "left"  # decoder-only models continue from the right end of every row
+    config.use_cache = True  # gradient checkpointing switches the KV cache off; generation needs it back
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in tqdm(batches, desc="generate", disable=not progress):
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
+            with torch.no_grad():
+                out = model.generate(**inputs, **settings)
+            for row, i in zip(out[:, inputs["input_ids"].shape[1]:].tolist(), batch):
+                stop = next((j for j, t in enumerate(row) if t in eos_ids), len(row))  # cut at the first EOS
+                outputs[i] = tokenizer.decode(row[:stop], skip_special_tokens=True).strip()
+    finally:
+        tokenizer.padding_side, config.use_cache = saved[0], saved[1]
+        model.train(saved[2])
+    return outputs
