@@ -1,28 +1,18 @@
-"""Load the embedded tiny model or a hub model, in 4-bit or not, and build the tiny model itself. Taught in 00_setup.
+"""Load the embedded tiny model or a hub model, in 4-bit or not. Taught in 00_setup.
 
-``python -m helpers.models build-tiny`` pretrains the course's offline model from text the project derives on any
-machine (the Python standard library's docstrings and unlabelled support tickets); ``python -m helpers.models info``
-prints what is shipped in ``data/tiny-llama``.
+``python -m helpers.models info`` prints what is shipped in ``data/tiny-llama``; ``python -m helpers.models build-tiny``
+rebuilds it with :mod:`helpers.build.tiny` (the build code lives there, out of the modules the notebooks import).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import csv
 import hashlib
-import inspect
 import json
 import logging
-import math
 import os
-import platform
-import random
 import re
 import sys
-import sysconfig
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,28 +83,6 @@ def use_training_template(tokenizer: "PreTrainedTokenizerBase", log: Any = print
     log(f"chat template of {name}: no {{% generation %}} markers, replaced by TRL's training copy of the same "
         "template (identical text, assistant turns marked for the loss mask)")
     return True
-
-
-@dataclass(frozen=True)
-class TinyRecipe:
-    """Everything that decides the embedded tiny model: architecture, tokenizer and pretraining run."""
-
-    seed: int = 1234
-    vocab_size: int = 4096
-    hidden_size: int = 256
-    intermediate_size: int = 704
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2  # grouped-query attention, as in Llama 3
-    max_position_embeddings: int = 1024
-    seq_len: int = 256
-    batch_size: int = 16
-    steps: int = 1000
-    learning_rate: float = 3e-3
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    heldout_fraction: float = 0.02
-    ticket_texts: int = 8000
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -371,221 +339,6 @@ def build_stand_in(model_id: str, out_dir: str | Path, tiny: bool = True, dtype:
     return out_dir
 
 
-# ---------------------------------------------------------------------------------------------------- building
-
-
-def stdlib_docstrings(min_chars: int = 30) -> list[str]:
-    """English text from the standard library: module, class and function docstrings, read with ``ast``."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "turtledemo", "ensurepip", "tkinter"}
-    texts: list[str] = []
-    for path in sorted(root.rglob("*.py")):
-        if skip & set(path.relative_to(root).parts):
-            continue
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
-        nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef))]
-        for node in nodes:
-            doc = ast.get_docstring(node)
-            if doc and len(doc) >= min_chars:
-                texts.append(inspect.cleandoc(doc))
-    return texts
-
-
-def tiny_corpus(recipe: TinyRecipe) -> list[str]:
-    """The pretraining documents: stdlib docstrings plus unlabelled tickets, shuffled with the recipe's seed."""
-    from helpers.data.generate import pretraining_texts
-
-    docs = stdlib_docstrings() + pretraining_texts(recipe.ticket_texts)
-    random.Random(recipe.seed).shuffle(docs)
-    return docs
-
-
-def train_tokenizer(docs: list[str], recipe: TinyRecipe) -> "PreTrainedTokenizerBase":
-    """A byte-level BPE tokenizer with the chat special tokens and the course chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=recipe.vocab_size, special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2,
-    )
-    tok.train_from_iterator(docs, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token="<|bos|>", unk_token=None,
-        model_max_length=recipe.max_position_embeddings, padding_side="right",
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
-
-def _blocks(docs: list[str], tokenizer: "PreTrainedTokenizerBase", seq_len: int) -> "Any":
-    """Pack documents (each ended by <|end|>) into rows of ``seq_len + 1`` token ids."""
-    import torch
-
-    ids: list[int] = []
-    tokenizer.model_max_length = 10**9  # whole documents are packed, not fed to the model as they are
-    for start in range(0, len(docs), 512):
-        for row in tokenizer(docs[start:start + 512], add_special_tokens=False)["input_ids"]:
-            ids.extend(row + [tokenizer.eos_token_id])
-    n = len(ids) // (seq_len + 1)
-    return torch.tensor(ids[: n * (seq_len + 1)]).view(n, seq_len + 1)
-
-
-def _heldout_loss(model: Any, blocks: Any, batch: int) -> float:
-    import torch
-
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(blocks), batch):
-            x = blocks[i:i + batch]
-            out = model(input_ids=x[:, :-1], labels=x[:, :-1])
-            total += out.loss.item() * len(x)
-            count += len(x)
-    model.train()
-    return total / max(count, 1)
-
-
-def build_tiny(out_dir: Path = TINY_MODEL_DIR, recipe: TinyRecipe = TinyRecipe(), log=print) -> dict[str, Any]:
-    """Pretrain the embedded tiny Llama from scratch and save it with its recipe, log and checksums."""
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    started = time.time()
-    torch.manual_seed(recipe.seed)
-    random.seed(recipe.seed)
-    docs = tiny_corpus(recipe)
-    n_held = max(1, int(len(docs) * recipe.heldout_fraction))
-    held_docs, train_docs = docs[:n_held], docs[n_held:]
-    log(f"corpus: {len(docs)} documents, {sum(map(len, docs)) / 1e6:.1f} M characters")
-    tokenizer = train_tokenizer(train_docs, recipe)
-    train_blocks = _blocks(train_docs, tokenizer, recipe.seq_len)
-    held_blocks = _blocks(held_docs, tokenizer, recipe.seq_len)
-    log(f"tokens: {train_blocks.numel() / 1e6:.2f} M train, {held_blocks.numel() / 1e3:.0f} k held-out")
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=recipe.hidden_size, intermediate_size=recipe.intermediate_size,
-        num_hidden_layers=recipe.num_hidden_layers, num_attention_heads=recipe.num_attention_heads,
-        num_key_value_heads=recipe.num_key_value_heads, max_position_embeddings=recipe.max_position_embeddings,
-        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, rms_norm_eps=1e-5,
-    )
-    model = LlamaForCausalLM(config)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=recipe.learning_rate, betas=(0.9, 0.95),
-    )
-
-    def lr_at(step: int) -> float:
-        if step < recipe.warmup_steps:
-            return recipe.learning_rate * (step + 1) / recipe.warmup_steps
-        progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
-        return recipe.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    gen = torch.Generator().manual_seed(recipe.seed)
-    order = torch.randperm(len(train_blocks), generator=gen)
-    rows: list[dict[str, float]] = []
-    model.train()
-    for step in range(recipe.steps):
-        idx = order[(torch.arange(recipe.batch_size) + step * recipe.batch_size) % len(order)]
-        x = train_blocks[idx]
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        loss = model(input_ids=x[:, :-1], labels=x[:, :-1]).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        row = {"step": step + 1, "loss": round(loss.item(), 4), "lr": lr_at(step),
-               "elapsed_s": round(time.time() - started, 1)}
-        if (step + 1) % 100 == 0 or step + 1 == recipe.steps:
-            row["heldout_loss"] = round(_heldout_loss(model, held_blocks, recipe.batch_size), 4)
-            log(f"step {step + 1}/{recipe.steps} loss {row['loss']:.3f} held-out {row['heldout_loss']:.3f} "
-                f"({row['elapsed_s']:.0f} s)")
-        rows.append(row)
-
-    heldout = _heldout_loss(model, held_blocks, recipe.batch_size)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, max_new_tokens=128, do_sample=False
-    )
-    model.save_pretrained(out_dir)
-    tokenizer.model_max_length = recipe.max_position_embeddings
-    tokenizer.save_pretrained(out_dir)
-    with (out_dir / "training_log.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "loss", "lr", "elapsed_s", "heldout_loss"])
-        writer.writeheader()
-        writer.writerows(rows)
-    result = {
-        "recipe": asdict(recipe),
-        "params": sum(p.numel() for p in model.parameters()),
-        "corpus": {"documents": len(docs), "heldout_documents": n_held, "train_tokens": int(train_blocks.numel()),
-                   "heldout_tokens": int(held_blocks.numel()),
-                   "sources": ["python stdlib docstrings (ast)",
-                               "support threads: helpers.data.generate.pretraining_texts(seed=7)"]},
-        "heldout_loss": round(heldout, 4),
-        "heldout_perplexity": round(math.exp(heldout), 2),
-        "uniform_perplexity": len(tokenizer),
-        "wall_time_s": round(time.time() - started, 1),
-        "built_with": {"python": platform.python_version(), "torch": torch.__version__,
-                       "transformers": __import__("transformers").__version__, "machine": platform.machine()},
-    }
-    (out_dir / "recipe.json").write_text(json.dumps(result, indent=2) + "\n")
-    write_model_card(out_dir, result)
-    write_checksums(out_dir)
-    log(f"held-out perplexity {result['heldout_perplexity']} vs uniform {result['uniform_perplexity']}")
-    return result
-
-
-def write_model_card(folder: Path, result: dict[str, Any]) -> Path:
-    """A README for ``data/tiny-llama``: what it is, how it was made, how well it models held-out text."""
-    r, c = result["recipe"], result["corpus"]
-    card = f"""# tiny-llama: the course's embedded offline model
-
-A Llama-architecture causal LM ({result['params'] / 1e6:.2f} M parameters: {r['num_hidden_layers']} layers, hidden
-{r['hidden_size']}, {r['num_attention_heads']} heads / {r['num_key_value_heads']} KV heads, tied embeddings) with its own
-byte-level BPE tokenizer ({result['uniform_perplexity']} tokens) and a chat template whose assistant turns sit inside
-`{{% generation %}}` markers. It exists so that every notebook runs offline on a CPU through the same QLoRA code path
-as the GPU profiles. It continues text; it does not follow instructions until the course fine-tunes it.
-
-- Built by `python -m helpers.models build-tiny` (seed {r['seed']}) in {result['wall_time_s'] / 60:.0f} min on
-  {result['built_with']['machine']} with Python {result['built_with']['python']}, torch {result['built_with']['torch']}.
-- Pretraining text: {c['documents']} documents ({', '.join(c['sources'])}), {c['train_tokens'] / 1e6:.2f} M training
-  tokens, {r['steps']} steps of {r['batch_size']} x {r['seq_len']} tokens, AdamW, cosine schedule, peak lr {r['learning_rate']}.
-- Why support threads: each is a ticket (generated with another seed than the course dataset) followed by an agent's
-  prose reply that names the product, the order, the team and the priority, and sometimes quotes the ticket. They
-  teach the model to *read* a ticket and copy from it, the ability a real base model brings to fine-tuning; a model
-  pretrained on bare tickets continued text well but ignored what a ticket said. No JSON and no system prompt appear
-  in the corpus: the format is fine-tuning's job.
-- Held-out perplexity: **{result['heldout_perplexity']}** on {c['heldout_tokens']} tokens of held-out documents, against
-  {result['uniform_perplexity']} for a uniform guess over the vocabulary.
-- Files: `recipe.json` (every setting and the numbers above), `training_log.csv` (loss per step, held-out loss every
-  100 steps), `SHA256SUMS` (checked by `tests/test_models.py`).
-
-The standard library's docstrings change a little between Python versions, so a rebuild on another version gives a
-slightly different model; the course ships this one and CI never retrains it.
-"""
-    path = folder / "README.md"
-    path.write_text(card)
-    return path
-
-
-def write_checksums(folder: Path) -> Path:
-    """Write SHA256SUMS for every file in ``folder`` (the course checks them in a test)."""
-    lines = [f"{sha256(p)}  {p.name}" for p in sorted(folder.iterdir()) if p.is_file() and p.name != "SHA256SUMS"]
-    target = folder / "SHA256SUMS"
-    target.write_text("\n".join(lines) + "\n")
-    return target
-
-
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file."""
     digest = hashlib.sha256()
@@ -601,11 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build-tiny", help="pretrain the embedded tiny model (about 20 minutes on 2 cores)")
     build.add_argument("--out", type=Path, default=TINY_MODEL_DIR)
-    build.add_argument("--steps", type=int, default=TinyRecipe.steps)
+    build.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the recipe's)")
     sub.add_parser("info", help="show the shipped tiny model's recipe and size")
     args = parser.parse_args(argv)
     if args.command == "build-tiny":
-        build_tiny(args.out, TinyRecipe(steps=args.steps), log=lambda m: print(m, flush=True))
+        from helpers.build.tiny import TinyRecipe, build_tiny
+
+        recipe = TinyRecipe() if args.steps is None else TinyRecipe(steps=args.steps)
+        build_tiny(args.out, recipe, log=lambda m: print(m, flush=True))
         return 0
     return info(TINY_MODEL_DIR)
 

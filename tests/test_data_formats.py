@@ -30,7 +30,7 @@ ROW = generate.generate_tickets(n=3)[2]
 @pytest.fixture(scope="module")
 def tokenizer():
     from helpers.data.generate import pretraining_texts
-    from helpers.models import TinyRecipe, train_tokenizer
+    from helpers.build.tiny import TinyRecipe, train_tokenizer
 
     return train_tokenizer(pretraining_texts(200), TinyRecipe(vocab_size=350))
 

@@ -14,7 +14,7 @@ from helpers.build.dataset import BUILD_FILES, build
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from helpers.models import TinyRecipe, train_tokenizer
+    from helpers.build.tiny import TinyRecipe, train_tokenizer
 
     return train_tokenizer(generate.pretraining_texts(200), TinyRecipe(vocab_size=350))
 

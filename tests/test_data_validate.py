@@ -145,7 +145,7 @@ def test_openai_mode_is_stricter():
 def tokenizer_dir(tmp_path_factory):
     """A small BPE tokenizer with the course chat template (trained here: no download, no shipped model needed)."""
     from helpers.data.generate import pretraining_texts
-    from helpers.models import TinyRecipe, train_tokenizer
+    from helpers.build.tiny import TinyRecipe, train_tokenizer
 
     tok = train_tokenizer(pretraining_texts(300), TinyRecipe(vocab_size=400))
     path = tmp_path_factory.mktemp("tok")
