@@ -91,16 +91,19 @@ NODES: tuple[Node, ...] = (
             "the model must be given facts it does not know", "the base model already knows enough"),
     _yes_no("static", "Is that knowledge static (it changes rarely, not weekly)?", "knowledge_static",
             "current", "format_dynamic",
-            "static facts can be learnt into the weights", "facts that change must be looked up at query time"),
+            "static facts can be indexed once and rarely need re-indexing",
+            "facts that change must be looked up at query time"),
     _yes_no("current", "Do answers also need current data at query time (order status, stock, today's prices)?",
             "needs_current_data", "data_current", "data_static",
             "live data can only come from retrieval", "nothing has to be looked up at query time"),
     _sizes("data_current", "How many labelled examples do you have?", "rag_live", "rag_live", "rag_ft_live",
-           ("too few examples to teach the static part", "enough for style, too few to teach knowledge",
-            "enough examples to teach the static knowledge")),
-    _sizes("data_static", "How many labelled examples do you have?", "rag_static", "rag_static", "ft_knowledge",
-           ("too few examples to teach facts", "enough for style, usually too few to teach facts reliably",
-            "enough examples to teach static facts")),
+           ("too few examples to fine-tune; retrieval brings the facts and the live data",
+            "retrieval brings the facts; a fine-tune on top (how answers are written) needs more examples",
+            "enough examples to fine-tune how answers are written (format, style, use of the passages)")),
+    _sizes("data_static", "How many labelled examples do you have?", "rag_static", "rag_static", "rag_ft_static",
+           ("too few examples to fine-tune; retrieval brings the facts",
+            "retrieval brings the facts; a fine-tune on top (how answers are written) needs more examples",
+            "enough examples to fine-tune how answers are written (format, style, use of the passages)")),
     _yes_no("format_dynamic", "Must every answer follow a consistent style or format?", "consistent_format",
             "prompt_dynamic", "rag_fresh",
             "the format has to be enforced as well", "free-form answers are fine"),
@@ -129,13 +132,15 @@ NODES: tuple[Node, ...] = (
 
 LEAVES: tuple[Leaf, ...] = (
     Leaf("rag_live", "rag", "Retrieve the knowledge and the live data into the prompt; collect examples until "
-         "you have ~1,000, then consider adding fine-tuning."),
-    Leaf("rag_ft_live", "rag+fine-tuning", "Fine-tune for the static knowledge and the format, and retrieve the "
-         "live data at query time."),
-    Leaf("rag_static", "rag", "Put the knowledge in the prompt with retrieval; fine-tuning needs more examples "
-         "to learn facts reliably."),
-    Leaf("ft_knowledge", "fine-tuning", "Static knowledge and enough examples: learn it into the weights for "
-         "shorter prompts and lower latency."),
+         "you have ~1,000, then consider a fine-tune for how answers are written (not for the facts)."),
+    Leaf("rag_ft_live", "rag+fine-tuning", "Retrieve the knowledge and the live data at query time, and fine-tune "
+         "on your examples for the behaviour (format, style, answering from the passages): fine-tuning teaches "
+         "behaviour, it does not reliably add facts."),
+    Leaf("rag_static", "rag", "Put the knowledge in the prompt with retrieval: fine-tuning teaches behaviour "
+         "(format, style, the task), not facts, and a fine-tune on top needs more examples."),
+    Leaf("rag_ft_static", "rag+fine-tuning", "Retrieve the facts even though they are static (fine-tuning "
+         "teaches behaviour, it does not reliably add facts), and fine-tune on your examples so the model answers "
+         "from the passages in your format with a shorter prompt."),
     Leaf("rag_fresh", "rag", "Changing knowledge, free-form answers: retrieval keeps answers fresh without "
          "retraining."),
     Leaf("rag_prompted", "rag", "Retrieval for freshness, with the format asked for in the prompt."),
@@ -200,6 +205,8 @@ def tree_problems() -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ comparison table
 
+# General expectations from the guides, not measurements: the course's measured numbers are in the decision table
+# (01_decide section 4.1, completed by 04_evaluation section 4.10).
 COMPARISON: dict[str, dict[str, str]] = {
     "prompting": {"update_cost": "edit a prompt (minutes)", "knowledge_freshness": "only what the base model knows",
                   "latency": "grows with prompt length (few-shot, schema)",
@@ -209,8 +216,10 @@ COMPARISON: dict[str, dict[str, str]] = {
             "latency": "+ retrieval + long context", "cost_per_query": "pays for retrieved passages in every prompt",
             "consistency": "depends on what is retrieved"},
     "fine-tuning": {"update_cost": "collect data + retrain (hours)", "knowledge_freshness": "frozen at training time",
-                    "latency": "lowest: short prompt, can use a smaller model", "cost_per_query": "lowest per query; "
-                    "training is paid up front", "consistency": "highest: the format is in the weights"},
+                    "latency": "below few-shot / schema prompts of the same model (shorter prompt); about that of a "
+                    "short prompt on the same model; lower than that only if a smaller model can do the task",
+                    "cost_per_query": "saves the few-shot / schema prompt tokens of the same model; training is "
+                    "paid up front", "consistency": "high once trained: the format is in the weights"},
     "rag+fine-tuning": {"update_cost": "re-index often, retrain rarely", "knowledge_freshness": "as fresh as the index",
                         "latency": "retrieval + short instructions",
                         "cost_per_query": "passages, but no long instructions",
@@ -219,7 +228,10 @@ COMPARISON: dict[str, dict[str, str]] = {
 
 
 def comparison_table() -> "pd.DataFrame":
-    """The approaches side by side: update cost, freshness, latency, cost, consistency. Taught in 01_decide."""
+    """The approaches side by side: update cost, freshness, latency, cost, consistency. Taught in 01_decide.
+
+    General expectations from the guides, not measurements: :func:`decision_table` holds the measured ones.
+    """
     import pandas as pd
 
     return pd.DataFrame.from_dict(COMPARISON, orient="index").rename_axis("approach")

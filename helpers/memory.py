@@ -455,6 +455,40 @@ def report(shape: ModelShape, setup: TrainSetup, gpus: Sequence[GPU] = GPUS) -> 
     }
 
 
+def verdict_grid(cases: dict[str, tuple[ModelShape, TrainSetup]], gpus: Sequence[GPU] = GPUS
+                 ) -> dict[str, dict[str, str]]:
+    """The verdict of each named (shape, setup) case on each GPU: ``{case: {gpu: verdict}}``. Taught in 03."""
+    return {name: {gpu.name: verdict(shape, setup, gpu.memory_gib)["verdict"] for gpu in gpus}
+            for name, (shape, setup) in cases.items()}
+
+
+def trainable_share(shape: ModelShape, setup: TrainSetup) -> float:
+    """Trainable parameters in % of all parameters (base + adapter), counted as ``train.trainable_parameters`` does.
+
+    Taught in 03: the share depends on the model's width and on the rank and targets, so a tiny model's share says
+    nothing about a 7B model's.
+    """
+    est = estimate(shape, setup)
+    total = shape.total_params() + (0 if setup.method == "full" else est.trainable_params)
+    return 100 * est.trainable_params / total
+
+
+def method_rows(shape: ModelShape, setup: TrainSetup) -> list[dict[str, Any]]:
+    """Estimated trainable parameters, weights and peak memory of each method (full, LoRA, QLoRA). Taught in 03.
+
+    Only ``setup.method`` changes between rows; everything else (sequence, batch, rank, optimizer) is kept.
+    """
+    rows = []
+    for method in METHODS:
+        changed = replace(setup, method=method)
+        est = estimate(shape, changed)
+        rows.append({"method": method, "trainable_params": est.trainable_params,
+                     "trainable_%": round(trainable_share(shape, changed), 2),
+                     "weights_mb (estimated)": round(est.components["weights"] / 2**20, 1),
+                     "est_peak_gib": round(est.total_gib, 3)})
+    return rows
+
+
 def setup_from_profile(cfg: Any, method: str = "qlora", lora_targets: Sequence[str] = LINEAR_NAMES) -> TrainSetup:
     """The :class:`TrainSetup` a course profile trains with. Taught in 03."""
     optimizer = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw"}.get(cfg.optim, cfg.optim)

@@ -14,6 +14,7 @@ import platform
 import random
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -51,6 +52,12 @@ class TrainDefaults:
 
 
 DEFAULTS = TrainDefaults()
+
+
+# peft 0.21 asks a transformers 5 model for `is_gradient_checkpointing`, a property transformers 5 deprecated (it still
+# works): a FutureWarning about the libraries' own code, not about the recipe. Filtered by its message only, where the
+# helpers below build an SFTTrainer; notebook 03 builds its trainer itself and explains the warning.
+PEFT_CHECKPOINTING_WARNING = r"`is_gradient_checkpointing` is deprecated"
 
 
 # ---------------------------------------------------------------------------------------------------- configs
@@ -116,6 +123,7 @@ def sft_config(cfg: Profile, output_dir: str | Path, packing: bool = False, flag
         logging_steps=defaults.logging_steps,
         report_to="none",
         seed=seed,
+        dataloader_pin_memory=cfg.device == "cuda",  # pinned memory only speeds copies to a GPU; on a CPU torch warns
         **flags,
     )
     values.update(overrides)
@@ -584,9 +592,11 @@ def train_adapter(
     cbs = list(callbacks) or [LiveCurves(output_dir, draw=False)]
     if eval_rows:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=defaults.early_stopping_patience))
-    trainer = SFTTrainer(model=model, args=training_args, train_dataset=to_dataset(train_rows),
-                         eval_dataset=to_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=cbs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PEFT_CHECKPOINTING_WARNING, category=FutureWarning)
+        trainer = SFTTrainer(model=model, args=training_args, train_dataset=to_dataset(train_rows),
+                             eval_dataset=to_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer,
+                             peft_config=peft_config, callbacks=cbs)
     match_adapter_dtype(trainer.model, cfg)
     keep_4bit_trainable(trainer.model)
     checkpoint = last_checkpoint(checkpoint_dir) if resume else None
@@ -632,8 +642,11 @@ def quick_run(cfg: Profile, method: str, steps: int, train_rows: Sequence[dict[s
         args = sft_config(cfg, tmp, flags=cfg_flags, seed=seed, max_steps=steps, learning_rate=lr,
                           eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
                           logging_steps=max(1, steps // 4), disable_tqdm=True)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(train_rows),
-                             eval_dataset=to_dataset(eval_rows), processing_class=tokenizer, peft_config=peft_config)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PEFT_CHECKPOINTING_WARNING, category=FutureWarning)
+            trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(train_rows),
+                                 eval_dataset=to_dataset(eval_rows), processing_class=tokenizer,
+                                 peft_config=peft_config)
         match_adapter_dtype(trainer.model, cfg)
         keep_4bit_trainable(trainer.model)
         started = time.time()

@@ -15,7 +15,7 @@ LEAF_CASES = {
     "rag_live": dict(specialised_knowledge=True, knowledge_static=True, needs_current_data=True, n_examples=50),
     "rag_ft_live": dict(specialised_knowledge=True, knowledge_static=True, needs_current_data=True, n_examples=5000),
     "rag_static": dict(specialised_knowledge=True, knowledge_static=True, needs_current_data=False, n_examples=300),
-    "ft_knowledge": dict(specialised_knowledge=True, knowledge_static=True, needs_current_data=False, n_examples=1000),
+    "rag_ft_static": dict(specialised_knowledge=True, knowledge_static=True, needs_current_data=False, n_examples=1000),
     "rag_fresh": dict(specialised_knowledge=True, knowledge_static=False, consistent_format=False),
     "rag_prompted": dict(specialised_knowledge=True, knowledge_static=False, consistent_format=True,
                          prompting_suffices=True),
@@ -32,7 +32,7 @@ LEAF_CASES = {
     "ft_format": dict(consistent_format=True, prompting_suffices=False, n_examples=1800),
 }
 EXPECTED_APPROACH = {
-    "rag_live": "rag", "rag_ft_live": "rag+fine-tuning", "rag_static": "rag", "ft_knowledge": "fine-tuning",
+    "rag_live": "rag", "rag_ft_live": "rag+fine-tuning", "rag_static": "rag", "rag_ft_static": "rag+fine-tuning",
     "rag_fresh": "rag", "rag_prompted": "rag", "rag_collect": "rag", "rag_ft_format": "rag+fine-tuning",
     "prompt_general": "prompting", "prompt_format": "prompting", "prompt_collect": "prompting",
     "ft_distil": "fine-tuning", "prompt_fewshot": "prompting", "ft_lora": "fine-tuning", "ft_format": "fine-tuning",

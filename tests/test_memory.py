@@ -139,3 +139,37 @@ def test_cli_json(capsys):
     assert code == 0 and out["setup"]["grad_checkpointing"] is True
     assert out["components_gib"]["weights"] > 3 and out["gpus"]["T4 16 GB"]["verdict"] == "fits"
     assert memory.main(["--model", "./missing-folder"]) == 2
+
+
+def test_trainable_share_matches_a_hand_count_and_depends_on_width():
+    # the tiny model: 4 layers, hidden 256, MLP 704, 2 of 4 heads for K/V (64 each), vocabulary 4,096, tied head
+    tiny = memory.ModelShape("tiny", 4096, 256, 704, 4, 4, 2, tie_word_embeddings=True)
+    lora = 4 * 16 * ((256 + 256) * 2 + (256 + 128) * 2 + (256 + 704) * 3)  # r=16 on q, o, k, v, gate, up, down
+    assert tiny.total_params() == 4_000_000 and lora == 299_008
+    setup = TrainSetup(method="qlora", lora_r=16)
+    assert memory.trainable_share(tiny, setup) == pytest.approx(100 * lora / (4_000_000 + lora))
+    big = memory.trainable_share(PRESETS["llama-3-8b"], setup)
+    assert big < memory.trainable_share(tiny, setup) / 10  # wide matrices: a rank-16 adapter is a small share
+    qv = memory.trainable_share(PRESETS["llama-3-8b"], TrainSetup(method="qlora", lora_r=16,
+                                                                  lora_targets=("q_proj", "v_proj")))
+    assert qv < big
+    assert memory.trainable_share(PRESETS["llama-3-8b"], TrainSetup(method="full")) == 100
+
+
+def test_method_rows_order_memory_as_the_lesson_says_on_an_8b_model():
+    rows = {r["method"]: r for r in memory.method_rows(PRESETS["llama-3-8b"], TrainSetup(seq_len=384, batch=4))}
+    assert list(rows) == list(memory.METHODS)
+    assert rows["full"]["est_peak_gib"] > rows["lora"]["est_peak_gib"] > rows["qlora"]["est_peak_gib"]
+    assert rows["lora"]["trainable_params"] == rows["qlora"]["trainable_params"] < rows["full"]["trainable_params"]
+    assert rows["qlora"]["weights_mb (estimated)"] < rows["lora"]["weights_mb (estimated)"] / 2  # 16-bit embeddings stay
+
+
+def test_verdict_grid_shows_all_three_verdicts_for_the_notebook_cases():
+    headline = TrainSetup(method="qlora", seq_len=1024, batch=8)
+    paper = TrainSetup(method="qlora", seq_len=512, batch=1, grad_checkpointing=True, optimizer="paged_adamw_8bit")
+    grid = memory.verdict_grid({"8b": (PRESETS["llama-3-8b"], headline),
+                                "8b ckpt": (PRESETS["llama-3-8b"], TrainSetup(method="qlora", seq_len=1024, batch=8,
+                                                                             grad_checkpointing=True)),
+                                "65b": (PRESETS["llama-65b"], paper)})
+    assert set(grid["8b"]) == {gpu.name for gpu in memory.GPUS}
+    assert {v for row in grid.values() for v in row.values()} == {"fits", "fits with these changes", "does not fit"}

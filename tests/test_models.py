@@ -24,6 +24,14 @@ def test_shipped_files_match_their_checksums_and_budget():
     assert total <= 25 * 2**20, f"the tiny model takes {total / 2**20:.1f} MB (budget 25 MB)"
 
 
+def test_generation_config_names_the_tokenizers_special_tokens():
+    """Otherwise every Trainer start re-aligns them and logs a warning (notebook 03 once showed it four times)."""
+    generation = json.loads((TINY / "generation_config.json").read_text())
+    tokenizer = models.load_tokenizer(CFG, log=lambda _m: None)
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        assert generation.get(key) == getattr(tokenizer, key), f"generation_config.json: {key}"
+
+
 def test_recipe_records_perplexity_against_uniform():
     recipe = json.loads((TINY / "recipe.json").read_text())
     assert recipe["uniform_perplexity"] == recipe["recipe"]["vocab_size"]

@@ -221,6 +221,12 @@ def _notebook_namespace() -> dict:
     return ns
 
 
+def test_no_pinned_memory_without_a_gpu():
+    """torch warns on every DataLoader that pins memory without an accelerator: the CPU profile must not ask for it."""
+    assert train.sft_config(config.get_profile("cpu-tiny"), "/tmp/ckpt").dataloader_pin_memory is False
+    assert train.sft_config(config.get_profile("t4"), "/tmp/ckpt").dataloader_pin_memory is True
+
+
 def test_notebook_03_builds_the_same_configs_as_train_adapter():
     from helpers.models import bnb_config
 

@@ -234,7 +234,8 @@ def build_tiny(out_dir: Path = TINY_MODEL_DIR, recipe: TinyRecipe = TinyRecipe()
     heldout = _heldout_loss(model, held_blocks, recipe.batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, max_new_tokens=128, do_sample=False
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        max_new_tokens=128, do_sample=False,  # every special token the tokenizer has: else Trainer re-aligns and warns
     )
     model.save_pretrained(out_dir)
     tokenizer.model_max_length = recipe.max_position_embeddings
