@@ -206,7 +206,7 @@ def tree_problems() -> list[str]:
 # ------------------------------------------------------------------------------------------------ comparison table
 
 # General expectations from the guides, not measurements: the course's measured numbers are in the decision table
-# (01_decide section 4.1, completed by 04_evaluation section 4.10).
+# (01_decide section 4.1, completed by 04_evaluation section 4.13).
 COMPARISON: dict[str, dict[str, str]] = {
     "prompting": {"update_cost": "edit a prompt (minutes)", "knowledge_freshness": "only what the base model knows",
                   "latency": "grows with prompt length (few-shot, schema)",

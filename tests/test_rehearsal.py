@@ -20,7 +20,7 @@ from helpers import config, env, evaluate, memory, models, train
 
 GPU_PROFILES = [name for name, p in config.PROFILES.items() if p.device == "cuda"]
 CAPABILITY = {"T4 16 GB": (7, 5), "L4 24 GB": (8, 9), "A100 40 GB": (8, 0), "H100 80 GB": (9, 0)}
-SHORT_ANSWER = '{"category": "billing", "priority": "low"}'
+SHORT_ANSWER = '{"category": "billing"}'
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +148,10 @@ def test_both_qwen_end_tokens_stop_generation(stand_ins):
 # ---------------------------------------------------------------------------------------------------- the 03-04 path
 
 
+def _short_prompt(row):
+    return [{**m, "content": m["content"][:80]} if m["role"] == "user" else m for m in row["messages"]]
+
+
 @pytest.mark.parametrize("name", ["t4", "a100"])
 def test_qlora_sft_generation_scoring_and_merge_on_the_stand_in(name, stand_ins, rows, tmp_path):
     """Notebook 03-04's calls on the profile's architecture: 4-bit load, mask check, SFTTrainer, generate, score, merge."""
@@ -159,7 +163,8 @@ def test_qlora_sft_generation_scoring_and_merge_on_the_stand_in(name, stand_ins,
                  learning_rate=1e-2, lora_r=8, lora_alpha=16)
     tokenizer = models.load_tokenizer(cfg, log=lambda _m: None)
     # a short fixed answer the tiny random model can learn in a few dozen steps, so that it learns to stop
-    train_rows = [{"messages": r["messages"][:-1] + [{"role": "assistant", "content": SHORT_ANSWER}]}
+    # (tickets cut to 80 characters: a random 2-layer model memorises reliably only after a short prompt)
+    train_rows = [{"messages": _short_prompt(r)[:-1] + [{"role": "assistant", "content": SHORT_ANSWER}]}
                   for r in rows[0][:8]]
     mask_report = train.check_assistant_masks(tokenizer, train_rows, cfg.max_seq_length)
     assert not mask_report.fully_masked
@@ -181,7 +186,7 @@ def test_qlora_sft_generation_scoring_and_merge_on_the_stand_in(name, stand_ins,
     after = dict(trainer.model.named_parameters())
     assert all(not torch.equal(before[n], after[n]) for n in before if "lora_B" in n), "every adapter moved"
 
-    conversations = evaluate.conversations_from_rows(rows[1])
+    conversations = evaluate.conversations_from_rows([{"messages": _short_prompt(r)} for r in rows[1]])
     outputs = evaluate.generate(trainer.model, tokenizer, conversations, max_new_tokens=48, progress=False)
     assert outputs == [SHORT_ANSWER] * len(outputs), f"answers end at <|im_end|>: {outputs}"
     scores = evaluate.score(outputs, [SHORT_ANSWER] * len(outputs))

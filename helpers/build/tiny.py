@@ -49,7 +49,7 @@ class TinyRecipe:
     weight_decay: float = 0.1
     heldout_fraction: float = 0.02
     ticket_texts: int = 8000
-    split_digits: bool = False  # every digit its own token (a Digits pre-tokenizer before the byte-level one)
+    digit_groups: int = 0  # 0: BPE merges digits as it likes; n: numbers split in groups of <= n digits from the left
     copy_documents: int = 0  # short documents in which random ids, names and numbers recur (copying practice)
 
 
@@ -86,13 +86,16 @@ def tiny_corpus(recipe: TinyRecipe) -> list[str]:
 
 def train_tokenizer(docs: list[str], recipe: TinyRecipe) -> "PreTrainedTokenizerBase":
     """A byte-level BPE tokenizer with the chat special tokens and the course chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-                         if recipe.split_digits else byte_level)
+    if recipe.digit_groups:  # "order no. 738000" and "ORD-738000" both hold the tokens 738, 000: copyable
+        groups = pre_tokenizers.Split(Regex(rf"\d{{1,{recipe.digit_groups}}}"), behavior="isolated")
+        tok.pre_tokenizer = pre_tokenizers.Sequence([groups, byte_level])
+    else:
+        tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=recipe.vocab_size, special_tokens=list(SPECIAL_TOKENS),
