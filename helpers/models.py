@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     """``build-tiny`` or ``info``."""
     parser = argparse.ArgumentParser(prog="python -m helpers.models", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build-tiny", help="pretrain the embedded tiny model (about 20 minutes on 2 cores)")
+    build = sub.add_parser("build-tiny", help="pretrain the embedded tiny model (about 35 minutes on 2 cores)")
     build.add_argument("--out", type=Path, default=TINY_MODEL_DIR)
     build.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the recipe's)")
     sub.add_parser("info", help="show the shipped tiny model's recipe and size")

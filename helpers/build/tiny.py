@@ -38,8 +38,8 @@ class TinyRecipe:
     hidden_size: int = 256
     intermediate_size: int = 704
     num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2  # grouped-query attention, as in Llama 3
+    num_attention_heads: int = 8
+    num_key_value_heads: int = 4  # grouped-query attention, as in Llama 3
     max_position_embeddings: int = 1024
     seq_len: int = 256
     batch_size: int = 16
@@ -49,8 +49,11 @@ class TinyRecipe:
     weight_decay: float = 0.1
     heldout_fraction: float = 0.02
     ticket_texts: int = 8000
-    digit_groups: int = 0  # 0: BPE merges digits as it likes; n: numbers split in groups of <= n digits from the left
-    copy_documents: int = 0  # short documents in which random ids, names and numbers recur (copying practice)
+    digit_groups: int = 3  # 0: BPE merges digits as it likes; n: numbers split in groups of <= n digits from the left
+    copy_documents: int = 30000  # short documents in which random ids, names and numbers recur (copying practice)
+    induction_steps: int = 2000  # warm-up steps on random token spans said twice, before the corpus (see induction_batch)
+    induction_batch: int = 32
+    induction_len: int = 64
 
 
 def stdlib_docstrings(min_chars: int = 30) -> list[str]:
@@ -174,6 +177,47 @@ def copy_document(rng: random.Random) -> str:
     return "List: " + ", ".join(seq) + ".\nAgain: " + ", ".join(seq) + "."
 
 
+def induction_batch(generator: Any, batch: int, length: int, low: int, high: int) -> Any:
+    """Rows of random tokens in which one random span (8-29 tokens) occurs twice: the second copy can only be predicted
+    by finding the first and copying what followed it, the in-context *induction* skill that copying an order id
+    needs. A small model trained on text alone learns it late or never; a short warm-up on these rows teaches it
+    first (measured for issue 11: the copy probe below stays at 0 without it)."""
+    import torch
+
+    n = int(torch.randint(8, 30, (1,), generator=generator))
+    span = torch.randint(low, high, (batch, n), generator=generator)
+    filler = torch.randint(low, high, (batch, length - 2 * n), generator=generator)
+    cut = int(torch.randint(0, length - 2 * n + 1, (1,), generator=generator))
+    return torch.cat([filler[:, :cut], span, filler[:, cut:], span], dim=1)
+
+
+def copy_probe(model: Any, tokenizer: Any, n: int = 60, seed: int = 4242) -> float:
+    """Share of fresh support threads (not in the corpus) whose order id the model continues correctly after the
+    agent writes ``I found order ORD-``: pretraining's own measure of whether the model can copy from a ticket."""
+    import re
+
+    import torch
+
+    from helpers.data.generate import make_ticket
+
+    rng, probes = random.Random(seed), []
+    while len(probes) < n:
+        ticket = make_ticket(rng, 0)
+        if ticket.answer["order_id"]:
+            probes.append((f"{ticket.text}\n\nAgent reply:\nThanks for contacting us. I found order ORD-",
+                           ticket.answer["order_id"][4:]))
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for prompt, digits in probes:
+            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+            out = model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            text = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+            hits += re.sub(r"\D", "", text)[:6] == digits
+    model.train()
+    return hits / len(probes)
+
+
 def build_tiny(out_dir: Path = TINY_MODEL_DIR, recipe: TinyRecipe = TinyRecipe(), log=print) -> dict[str, Any]:
     """Pretrain the embedded tiny Llama from scratch and save it with its recipe, log and checksums."""
     import torch
@@ -216,6 +260,19 @@ def build_tiny(out_dir: Path = TINY_MODEL_DIR, recipe: TinyRecipe = TinyRecipe()
     order = torch.randperm(len(train_blocks), generator=gen)
     rows: list[dict[str, float]] = []
     model.train()
+    low = len(SPECIAL_TOKENS) + 256  # ordinary tokens only: no special token, no single byte
+    for step in range(recipe.induction_steps):  # phase 1: induction warm-up (constant lr after a short warm-up)
+        x = induction_batch(gen, recipe.induction_batch, recipe.induction_len, low, len(tokenizer))
+        for group in optimizer.param_groups:
+            group["lr"] = recipe.learning_rate * min(1.0, (step + 1) / recipe.warmup_steps)
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if (step + 1) % 250 == 0:
+            log(f"induction warm-up {step + 1}/{recipe.induction_steps} loss {loss.item():.3f} "
+                f"({time.time() - started:.0f} s)")
     for step in range(recipe.steps):
         idx = order[(torch.arange(recipe.batch_size) + step * recipe.batch_size) % len(order)]
         x = train_blocks[idx]
@@ -230,8 +287,10 @@ def build_tiny(out_dir: Path = TINY_MODEL_DIR, recipe: TinyRecipe = TinyRecipe()
                "elapsed_s": round(time.time() - started, 1)}
         if (step + 1) % 100 == 0 or step + 1 == recipe.steps:
             row["heldout_loss"] = round(_heldout_loss(model, held_blocks, recipe.batch_size), 4)
+            if (step + 1) % 250 == 0 or step + 1 == recipe.steps:
+                row["copy_probe"] = copy_probe(model, tokenizer)
             log(f"step {step + 1}/{recipe.steps} loss {row['loss']:.3f} held-out {row['heldout_loss']:.3f} "
-                f"({row['elapsed_s']:.0f} s)")
+                f"copy probe {row.get('copy_probe', '-')} ({row['elapsed_s']:.0f} s)")
         rows.append(row)
 
     heldout = _heldout_loss(model, held_blocks, recipe.batch_size)
@@ -244,7 +303,7 @@ def build_tiny(out_dir: Path = TINY_MODEL_DIR, recipe: TinyRecipe = TinyRecipe()
     tokenizer.model_max_length = recipe.max_position_embeddings
     tokenizer.save_pretrained(out_dir)
     with (out_dir / "training_log.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "loss", "lr", "elapsed_s", "heldout_loss"])
+        writer = csv.DictWriter(f, fieldnames=["step", "loss", "lr", "elapsed_s", "heldout_loss", "copy_probe"])
         writer.writeheader()
         writer.writerows(rows)
     result = {
@@ -257,6 +316,7 @@ def build_tiny(out_dir: Path = TINY_MODEL_DIR, recipe: TinyRecipe = TinyRecipe()
                    + ([f"{recipe.copy_documents} copy documents: helpers.build.tiny.copy_document"]
                       if recipe.copy_documents else [])},
         "heldout_loss": round(heldout, 4),
+        "copy_probe": copy_probe(model, tokenizer),
         "heldout_perplexity": round(math.exp(heldout), 2),
         "uniform_perplexity": len(tokenizer),
         "wall_time_s": round(time.time() - started, 1),
@@ -281,15 +341,28 @@ byte-level BPE tokenizer ({result['uniform_perplexity']} tokens) and a chat temp
 `{{% generation %}}` markers. It exists so that every notebook runs offline on a CPU through the same QLoRA code path
 as the GPU profiles. It continues text; it does not follow instructions until the course fine-tunes it.
 
-- Built by `python -m helpers.models build-tiny` (seed {r['seed']}) in {result['wall_time_s'] / 60:.0f} min on
+- Built by `python -m helpers.build.tiny` (seed {r['seed']}) in {result['wall_time_s'] / 60:.0f} min on
   {result['built_with']['machine']} with Python {result['built_with']['python']}, torch {result['built_with']['torch']}.
-- Pretraining text: {c['documents']} documents ({', '.join(c['sources'])}), {c['train_tokens'] / 1e6:.2f} M training
-  tokens, {r['steps']} steps of {r['batch_size']} x {r['seq_len']} tokens, AdamW, cosine schedule, peak lr {r['learning_rate']}.
+- Two phases. First {r['induction_steps']} warm-up steps of {r['induction_batch']} x {r['induction_len']} random tokens in
+  which one random span occurs twice (`induction_batch`). Then the text: {c['documents']} documents
+  ({', '.join(c['sources'])}), {c['train_tokens'] / 1e6:.2f} M training tokens, {r['steps']} steps of
+  {r['batch_size']} x {r['seq_len']} tokens. AdamW, peak lr {r['learning_rate']}, cosine schedule in the second phase.
 - Why support threads: each is a ticket (generated with another seed than the course dataset) followed by an agent's
   prose reply that names the product, the order, the team and the priority, and sometimes quotes the ticket. They
-  teach the model to *read* a ticket and copy from it, the ability a real base model brings to fine-tuning; a model
-  pretrained on bare tickets continued text well but ignored what a ticket said. No JSON and no system prompt appear
-  in the corpus: the format is fine-tuning's job.
+  teach the model to *read* a ticket, the ability a real base model brings to fine-tuning; a model pretrained on
+  bare tickets continued text well but ignored what a ticket said. No JSON and no system prompt appear in the
+  corpus: the format is fine-tuning's job.
+- Why the copying levers: an order id is an arbitrary string, and copying one is an in-context (*induction*) skill.
+  The first tiny model (support threads alone, 1,000 steps) copied no order id at all: after fine-tuning, 0 of 22 test
+  tickets that name an order got it back. Measured on the copy probe (60 fresh threads: does the model continue
+  "I found order ORD-" with the ticket's six digits?), these did not help within 400-800 steps: single-digit tokens,
+  up to 30,000 copy documents (`copy_document`: records restated, order numbers normalised, lists said twice), 8
+  heads instead of 4, a copy-documents-only warm-up: every probe stayed at 0. Even on pure random spans said twice,
+  this architecture needs about 500 steps before its loss starts to fall. Hence the recipe: numbers split into groups
+  of up to {r['digit_groups']} digits (so `order no. 738000` and `ORD-738000` hold the same tokens `738` `000`), the
+  copy documents, and the induction warm-up before the text.
+- Copy probe after pretraining: **{result['copy_probe']:.0%}** of 60 fresh threads (per checkpoint in
+  `training_log.csv`).
 - Held-out perplexity: **{result['heldout_perplexity']}** on {c['heldout_tokens']} tokens of held-out documents, against
   {result['uniform_perplexity']} for a uniform guess over the vocabulary.
 - Files: `recipe.json` (every setting and the numbers above), `training_log.csv` (loss per step, held-out loss every
