@@ -53,7 +53,14 @@ def test_copy_documents_repeat_their_identifiers():
         assert numbers and any(numbers.count(n) >= 2 for n in numbers), doc
 
 
-def test_the_recipe_is_recorded_with_its_levers():
-    recipe = tiny.TinyRecipe()
-    assert recipe.digit_groups == 3 and recipe.copy_documents > 0 and recipe.induction_steps > 0
-    assert recipe.num_attention_heads % recipe.num_key_value_heads == 0
+def test_the_shipped_model_records_its_recipe_and_copy_probe():
+    import json
+    from dataclasses import asdict
+
+    from helpers.config import TINY_MODEL_DIR
+
+    shipped = json.loads((TINY_MODEL_DIR / "recipe.json").read_text())
+    assert shipped["recipe"] == asdict(tiny.TinyRecipe()), "data/tiny-llama was built with the current default recipe"
+    assert 0.0 <= shipped["copy_probe"] <= 1.0
+    card = (TINY_MODEL_DIR / "README.md").read_text()
+    assert f"{shipped['copy_probe']:.0%}" in card and "copy" in card

@@ -38,8 +38,8 @@ class TinyRecipe:
     hidden_size: int = 256
     intermediate_size: int = 704
     num_hidden_layers: int = 4
-    num_attention_heads: int = 8
-    num_key_value_heads: int = 4  # grouped-query attention, as in Llama 3
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2  # grouped-query attention, as in Llama 3
     max_position_embeddings: int = 1024
     seq_len: int = 256
     batch_size: int = 16
@@ -49,9 +49,9 @@ class TinyRecipe:
     weight_decay: float = 0.1
     heldout_fraction: float = 0.02
     ticket_texts: int = 8000
-    digit_groups: int = 3  # 0: BPE merges digits as it likes; n: numbers split in groups of <= n digits from the left
-    copy_documents: int = 30000  # short documents in which random ids, names and numbers recur (copying practice)
-    induction_steps: int = 2000  # warm-up steps on random token spans said twice, before the corpus (see induction_batch)
+    digit_groups: int = 0  # 0: BPE merges digits as it likes; n: numbers split in groups of <= n digits from the left
+    copy_documents: int = 0  # short documents in which random ids, names and numbers recur (copying practice)
+    induction_steps: int = 0  # warm-up steps on random token spans said twice, before the corpus (see induction_batch)
     induction_batch: int = 32
     induction_len: int = 64
 
@@ -180,8 +180,8 @@ def copy_document(rng: random.Random) -> str:
 def induction_batch(generator: Any, batch: int, length: int, low: int, high: int) -> Any:
     """Rows of random tokens in which one random span (8-29 tokens) occurs twice: the second copy can only be predicted
     by finding the first and copying what followed it, the in-context *induction* skill that copying an order id
-    needs. A small model trained on text alone learns it late or never; a short warm-up on these rows teaches it
-    first (measured for issue 11: the copy probe below stays at 0 without it)."""
+    needs. An option of the recipe (``induction_steps``), off by default: measured for issue 11, 2,000 steps of it
+    left this 4-layer model's loss at chance (the skill did not form), and the copy probe stayed at 0."""
     import torch
 
     n = int(torch.randint(8, 30, (1,), generator=generator))
@@ -343,30 +343,28 @@ as the GPU profiles. It continues text; it does not follow instructions until th
 
 - Built by `python -m helpers.build.tiny` (seed {r['seed']}) in {result['wall_time_s'] / 60:.0f} min on
   {result['built_with']['machine']} with Python {result['built_with']['python']}, torch {result['built_with']['torch']}.
-- Two phases. First {r['induction_steps']} warm-up steps of {r['induction_batch']} x {r['induction_len']} random tokens in
-  which one random span occurs twice (`induction_batch`). Then the text: {c['documents']} documents
-  ({', '.join(c['sources'])}), {c['train_tokens'] / 1e6:.2f} M training tokens, {r['steps']} steps of
-  {r['batch_size']} x {r['seq_len']} tokens. AdamW, peak lr {r['learning_rate']}, cosine schedule in the second phase.
+- Pretraining text: {c['documents']} documents ({', '.join(c['sources'])}), {c['train_tokens'] / 1e6:.2f} M training
+  tokens, {r['steps']} steps of {r['batch_size']} x {r['seq_len']} tokens, AdamW, cosine schedule, peak lr
+  {r['learning_rate']}{f", after {r['induction_steps']} induction warm-up steps" if r['induction_steps'] else ""}.
 - Why support threads: each is a ticket (generated with another seed than the course dataset) followed by an agent's
   prose reply that names the product, the order, the team and the priority, and sometimes quotes the ticket. They
   teach the model to *read* a ticket, the ability a real base model brings to fine-tuning; a model pretrained on
   bare tickets continued text well but ignored what a ticket said. No JSON and no system prompt appear in the
   corpus: the format is fine-tuning's job.
-- Why the copying levers: an order id is an arbitrary string, and copying one is an in-context (*induction*) skill.
-  The first tiny model (support threads alone, 1,000 steps) copied no order id at all: after fine-tuning, 0 of 22 test
-  tickets that name an order got it back. Measured on the copy probe (60 fresh threads: does the model continue
-  "I found order ORD-" with the ticket's six digits?), these did not help within 400-800 steps: single-digit tokens,
-  up to 30,000 copy documents (`copy_document`: records restated, order numbers normalised, lists said twice), 8
-  heads instead of 4, a copy-documents-only warm-up: every probe stayed at 0. Even on pure random spans said twice,
-  this architecture needs about 500 steps before its loss starts to fall. Hence the recipe: numbers split into groups
-  of up to {r['digit_groups']} digits (so `order no. 738000` and `ORD-738000` hold the same tokens `738` `000`), the
-  copy documents, and the induction warm-up before the text.
-- Copy probe after pretraining: **{result['copy_probe']:.0%}** of 60 fresh threads (per checkpoint in
-  `training_log.csv`).
+- **What it cannot do: copy an order id.** An order id is an arbitrary string; copying one is an in-context
+  (*induction*) skill. The copy probe (60 fresh support threads: does the model continue "I found order ORD-" with
+  the ticket's six digits?) reads **{result['copy_probe']:.0%}** for this model, and after the course's fine-tuning it
+  writes a made-up `ORD-` number for tickets that name an order (notebooks 03 and 04 measure it against the
+  majority answer). Levers measured for this (issue 11), none of which moved the probe off 0 within 400-2,000 steps
+  on 2 CPU cores: every digit its own token; numbers in groups of up to 3 digits (`digit_groups`, so `order no.
+  738000` and `ORD-738000` hold the same tokens); up to 30,000 copy documents (`copy_document`: records restated,
+  order numbers normalised, lists said twice); 8 heads instead of 4; a copy-documents-only warm-up; and a 2,000-step
+  warm-up on random token spans said twice (`induction_steps`), whose loss stayed at chance (8.25 nats) throughout.
+  The levers stay in the recipe as options, off by default; this model uses the recipe that reads the other fields.
 - Held-out perplexity: **{result['heldout_perplexity']}** on {c['heldout_tokens']} tokens of held-out documents, against
   {result['uniform_perplexity']} for a uniform guess over the vocabulary.
 - Files: `recipe.json` (every setting and the numbers above), `training_log.csv` (loss per step, held-out loss every
-  100 steps), `SHA256SUMS` (checked by `tests/test_models.py`).
+  100 steps, copy probe every 250), `SHA256SUMS` (checked by `tests/test_models.py`).
 
 The standard library's docstrings change a little between Python versions, so a rebuild on another version gives a
 slightly different model; the course ships this one and CI never retrains it.

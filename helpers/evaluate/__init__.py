@@ -16,6 +16,9 @@ One module per topic; every public name is importable from ``helpers.evaluate`` 
 - ``canaries``: forgetting checks (:class:`Canary`, :func:`run_canaries`, :func:`default_canaries`)
 - ``human``: :func:`human_eval_sheet`
 - ``decision``: :func:`extend_decision_table`
+- ``baselines``: the majority answer, and accuracy split by whether the ticket names the value
+- ``grounding``: extracted values the ticket does not contain (hallucinations)
+- ``constrained``: JSON-schema-constrained generation (llguidance): the format guaranteed, not the content
 - ``baselines``: the majority answer and accuracy split by whether the ticket names the value
 - ``grounding``: extracted values the ticket does not contain (hallucinations)
 - ``constrained``: JSON-schema-constrained generation (llguidance): the format guaranteed, not the content
@@ -69,3 +72,24 @@ from helpers.evaluate.canaries import (
 )
 from helpers.evaluate.human import RUBRIC_COLUMNS, human_eval_sheet
 from helpers.evaluate.decision import extend_decision_table
+from helpers.evaluate.baselines import (
+    NAMED_RULES,
+    breakdown_table,
+    field_breakdown,
+    majority_answer,
+    majority_outputs,
+    names_it,
+)
+from helpers.evaluate.grounding import (
+    GROUNDED_FIELDS,
+    grounding_records,
+    grounding_report,
+    is_grounded,
+    ungrounded_examples,
+)
+from helpers.evaluate.constrained import (
+    ConstrainedGenerationError,
+    ConstrainedOutputs,
+    allowed_next,
+    constrained_generate,
+)
