@@ -119,11 +119,11 @@ FLUENCY_SENTENCES = (
 # pretraining text that the shipped base model completes (checked in 04_evaluation before any adapter is applied).
 CONTINUATIONS = (
     ("doc_file_exist", "If the file does not", "exist"),
-    ("doc_new_copy", "Return a new", "copy"),
-    ("doc_name_of", "Return the name of the", "object"),
+    ("doc_shallow", "Return a shallow", "list"),
+    ("doc_value_of", "Return the value of the", "operand"),
     ("ticket_emergency", "Please treat this as an", "emergency"),
     ("ticket_arrive", "was supposed to arrive last", "week"),
-    ("ticket_right_now", "I need an answer right", "now"),
+    ("ticket_right_away", "I need an answer right", "away"),
     ("ticket_chance", "No rush, whenever you get a", "chance"),
     ("ticket_greeting", "Dear Nimbus", "support"),
 )
