@@ -211,10 +211,7 @@ def constrained_generate(
     ``outputs.truncated``; ``on_truncated`` says what else happens: ``"warn"`` (a warning naming them), ``"raise"``
     (a :class:`ConstrainedGenerationError`) or ``"ignore"``.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from helpers.evaluate.generation import decoding_kwargs
+    from helpers.evaluate.generation import decoding_kwargs, generate_tokens
 
     if max_new_tokens < 1 or batch_size < 1:
         raise ConstrainedGenerationError(f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must be >= 1")
@@ -227,34 +224,11 @@ def constrained_generate(
     eos_ids = settings["eos_token_id"]
     lltok = ll_tokenizer(tokenizer, eos_ids)
     grammar = compile_schema(schema, lltok)  # fails here, before any generation, on a schema it cannot compile
-    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # longest first: similar lengths per batch
-    texts: list[str] = [""] * len(encoded)
-    truncated: list[int] = []
-    config = model.config
-    saved = (tokenizer.padding_side, config.use_cache, model.training)
-    tokenizer.padding_side = "left"
-    config.use_cache = True
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        for batch in tqdm(batches, desc="constrained generate", disable=not progress):
-            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
-            processor = SchemaLogitsProcessor(lltok, grammar, len(batch), eos_ids)
-            with torch.no_grad():
-                out = model.generate(**inputs, **settings, logits_processor=[processor])
-            for row, i in zip(out[:, inputs["input_ids"].shape[1]:].tolist(), batch):
-                stop = next((j for j, t in enumerate(row) if t in eos_ids), None)
-                answer = row[:stop]
-                if stop is None and not complete(lltok, grammar, answer):
-                    truncated.append(i)
-                texts[i] = tokenizer.decode(answer, skip_special_tokens=True).strip()
-    finally:
-        tokenizer.padding_side, config.use_cache = saved[0], saved[1]
-        model.train(saved[2])
-    truncated.sort()
+    rows = generate_tokens(model, tokenizer, conversations, max_new_tokens, batch_size, progress,
+                           processor=lambda n: SchemaLogitsProcessor(lltok, grammar, n, eos_ids),
+                           desc="constrained generate")
+    texts = [tokenizer.decode(answer, skip_special_tokens=True).strip() for answer, _ in rows]
+    truncated = [i for i, (answer, stopped) in enumerate(rows) if not stopped and not complete(lltok, grammar, answer)]
     if truncated and on_truncated != "ignore":
         message = (f"{len(truncated)} of {len(texts)} constrained answers reached max_new_tokens={max_new_tokens} "
                    f"before their JSON was complete (indices {truncated[:10]}{' ...' if len(truncated) > 10 else ''})"

@@ -5,7 +5,7 @@ The decoding settings (:data:`DECODING`) are the course's one way of generating 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from helpers.evaluate.common import EvaluationError
 
@@ -79,6 +79,50 @@ def decoding_kwargs(model: Any, tokenizer: Any, max_new_tokens: int) -> dict[str
             "use_cache": True}
 
 
+def generate_tokens(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    max_new_tokens: int,
+    batch_size: int = 16,
+    progress: bool = True,
+    processor: Callable[[int], Any] | None = None,
+    desc: str = "generate",
+) -> list[tuple[list[int], bool]]:
+    """The batched greedy loop behind :func:`generate` (and ``constrained_generate``): per conversation, in input
+    order, the new token ids up to the first end token and whether one was reached. ``processor(n_rows)``, if given,
+    returns a logits processor for each batch."""
+    import torch
+    from tqdm.auto import tqdm
+
+    settings = decoding_kwargs(model, tokenizer, max_new_tokens)  # greedy, no penalties, every EOS id
+    eos_ids = settings["eos_token_id"]
+    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # longest first: similar lengths per batch
+    results: list[tuple[list[int], bool]] = [([], False)] * len(encoded)
+    config = model.config
+    saved = (tokenizer.padding_side, config.use_cache, model.training)
+    tokenizer.padding_side = "left"  # decoder-only models continue from the right end of every row
+    config.use_cache = True  # gradient checkpointing switches the KV cache off; generation needs it back
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in tqdm(batches, desc=desc, disable=not progress):
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
+            extra = {"logits_processor": [processor(len(batch))]} if processor else {}
+            with torch.no_grad():
+                out = model.generate(**inputs, **settings, **extra)
+            for row, i in zip(out[:, inputs["input_ids"].shape[1]:].tolist(), batch):
+                stop = next((j for j, t in enumerate(row) if t in eos_ids), None)  # cut at the first EOS
+                results[i] = (row[:stop], stop is not None)
+    finally:
+        tokenizer.padding_side, config.use_cache = saved[0], saved[1]
+        model.train(saved[2])
+    return results
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -88,35 +132,9 @@ def generate(
     progress: bool = True,
 ) -> list[str]:
     """Batched greedy answers to chat prompts, in input order, new text only. Taught in 04_evaluation."""
-    import torch
-    from tqdm.auto import tqdm
-
     if max_new_tokens < 1 or batch_size < 1:
         raise EvaluationError(f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must both be >= 1")
     if not getattr(tokenizer, "chat_template", None):
         raise EvaluationError("the tokenizer has no chat_template: load it with helpers.models.load_tokenizer(cfg)")
-    settings = decoding_kwargs(model, tokenizer, max_new_tokens)  # greedy, no penalties, every EOS id
-    eos_ids = settings["eos_token_id"]
-    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # longest first: similar lengths per batch
-    outputs: list[str] = [""] * len(encoded)
-    config = model.config
-    saved = (tokenizer.padding_side, config.use_cache, model.training)
-    tokenizer.padding_side = "left"  # decoder-only models continue from the right end of every row
-    config.use_cache = True  # gradient checkpointing switches the KV cache off; generation needs it back
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        for batch in tqdm(batches, desc="generate", disable=not progress):
-            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
-            with torch.no_grad():
-                out = model.generate(**inputs, **settings)
-            for row, i in zip(out[:, inputs["input_ids"].shape[1]:].tolist(), batch):
-                stop = next((j for j, t in enumerate(row) if t in eos_ids), len(row))  # cut at the first EOS
-                outputs[i] = tokenizer.decode(row[:stop], skip_special_tokens=True).strip()
-    finally:
-        tokenizer.padding_side, config.use_cache = saved[0], saved[1]
-        model.train(saved[2])
-    return outputs
+    rows = generate_tokens(model, tokenizer, conversations, max_new_tokens, batch_size, progress)
+    return [tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens, _ in rows]
