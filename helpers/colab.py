@@ -25,9 +25,10 @@ PYPROJECT = ROOT / "pyproject.toml"
 COLAB_DIR = "/content/course"  # where the bootstrap cell clones the course on Colab
 DRIVE_ARTIFACTS = "/content/drive/MyDrive/fine-tune-course/artifacts"
 # Colab ships these and its runtime depends on them: installing our pins over them would replace its CUDA torch or
-# its Jupyter stack. The course's code works with Colab's versions (pandas and numpy are ranges, not pins).
+# its Jupyter stack. The course's code works with Colab's versions (pandas and numpy are ranges, not pins; Colab's
+# TensorFlow pins the tensorboard it ships, which reads and writes the same event files).
 KEEP_ON_COLAB = ("torch", "jupyterlab", "ipykernel", "ipywidgets", "nbclient", "nbformat", "matplotlib", "tqdm",
-                 "pandas", "numpy")
+                 "pandas", "numpy", "tensorboard")
 REPO_RE = re.compile(r'^repository\s*=\s*"([^"]+)"', re.MULTILINE)
 BADGE_RE = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/main/")
 CLONE_RE = re.compile(r"https://github\.com/[^/\s\"]+/[^/\s\"]+?(?=\")")

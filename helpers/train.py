@@ -460,11 +460,12 @@ def _to_jsonable(value: Any) -> Any:
 
 def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any], data_files: Sequence[str | Path],
                    validation: dict[str, Any], metrics: dict[str, Any], wall_time_s: float,
-                   seed: int = SEED) -> Path:
+                   seed: int = SEED, extra: dict[str, Any] | None = None) -> Path:
     """Write ``run_manifest.json`` beside the adapter: data hashes, checks, configs, versions, hardware. Taught in 03.
 
     Paths are stored relative to the repository (:func:`helpers.config.repo_relative`), and the adapter's own
-    ``adapter_config.json`` is made portable the same way (:func:`portable_adapter_config`).
+    ``adapter_config.json`` is made portable the same way (:func:`portable_adapter_config`). ``extra`` adds
+    top-level keys (05_iterate's runs add ``run``: name, what changed, validation scores, loss curves).
     """
     from helpers.config import repo_relative
     from helpers.models import sha256
@@ -488,6 +489,7 @@ def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any
         "metrics": metrics,
         "decoding": DECODING,  # how the course generates answers from this adapter (plain greedy)
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra or {}),
     }
     path = Path(adapter_dir) / MANIFEST_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -536,6 +538,106 @@ def final_metrics(trainer: "SFTTrainer") -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------- one call
 
 
+@dataclass
+class Fitted:
+    """What :func:`fit` trained: the trainer (``trainer.model`` carries the adapter), the tokenizer, the records."""
+
+    trainer: Any
+    tokenizer: Any
+    cfg: Profile
+    configs: dict[str, Any]  # bnb, lora (or another PEFT config) and sft, as the manifest stores them
+    validation: dict[str, Any]  # the mask checks, padding fraction and packing choice
+    metrics: dict[str, Any]  # steps, losses, trainable parameters, peak memory
+    seconds: float  # wall time from the pre-flight to the end of training
+
+
+def fit(
+    cfg: Profile,
+    output_dir: str | Path,
+    train_rows: Sequence[dict[str, Any]],
+    eval_rows: Sequence[dict[str, Any]] | None,
+    peft_config: Any = None,
+    resume: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    defaults: TrainDefaults = DEFAULTS,
+    memory_limit_gib: float | None = None,
+    callbacks: Sequence[Any] = (),
+    early_stopping: bool = True,
+    init_adapter: str | Path | None = None,
+    seed: int = SEED,
+    **sft_overrides: Any,
+) -> Fitted:
+    """Notebook 03's recipe up to the end of training: pre-flight, mask check, 4-bit load, PEFT, SFT.
+
+    The engine of :func:`train_adapter` (04) and :func:`experiment` (05_iterate).
+
+    ``peft_config`` defaults to the recipe's LoRA (:func:`lora_config`); any PEFT config works (05_iterate passes
+    prompt and prefix tuning). ``sft_overrides`` change :func:`sft_config`'s values (``learning_rate=``, ``max_steps=``,
+    ``report_to=``...). Early stopping needs an eval split and a saved checkpoint per evaluation.
+    ``init_adapter`` continues training a saved adapter (its own config is used, ``peft_config`` must be None).
+    """
+    from transformers import EarlyStoppingCallback
+    from trl import SFTTrainer
+
+    from helpers import memory
+    from helpers.config import set_seed
+    from helpers.models import bnb_config, load_model, load_tokenizer
+
+    started = time.time()
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else Path(output_dir) / "checkpoints"
+    cfg, flags = precision(cfg)
+    fit_report = memory.preflight(cfg, limit_gib=memory_limit_gib)  # raises before loading when it cannot fit
+    tokenizer = load_tokenizer(cfg)
+    train_check = check_assistant_masks(tokenizer, train_rows, cfg.max_seq_length, "train")
+    eval_check = check_assistant_masks(tokenizer, eval_rows, cfg.max_seq_length, "validation") if eval_rows else None
+    packing = packing_helps(train_check.lengths, cfg.per_device_batch_size, defaults.packing_threshold)
+
+    set_seed(seed)
+    model = load_model(cfg, quantized=cfg.load_in_4bit)
+    if init_adapter is not None:
+        if peft_config is not None:
+            raise TrainingSetupError("pass either init_adapter (continue a saved adapter) or peft_config, not both")
+        if not (Path(init_adapter) / "adapter_config.json").is_file():
+            raise TrainingSetupError(f"{init_adapter}: no adapter_config.json; train one first (03_qlora_training)")
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+        saved_config = model.peft_config["default"]
+    else:
+        peft_config = peft_config if peft_config is not None else lora_config(cfg, defaults.lora_dropout,
+                                                                              defaults.target_modules)
+    overrides = dict(sft_overrides)
+    if not eval_rows:  # no validation split: no evaluation, best-model selection or early stopping
+        overrides.update(eval_strategy="no", load_best_model_at_end=False)
+    training_args = sft_config(cfg, checkpoint_dir, packing=packing, flags=flags, defaults=defaults, seed=seed,
+                               **overrides)
+    cbs = list(callbacks) or [LiveCurves(output_dir, draw=False)]
+    if eval_rows and early_stopping:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=defaults.early_stopping_patience))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PEFT_CHECKPOINTING_WARNING, category=FutureWarning)
+        trainer = SFTTrainer(model=model, args=training_args, train_dataset=to_dataset(train_rows),
+                             eval_dataset=to_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer,
+                             peft_config=peft_config, callbacks=cbs)
+    if training_args.disable_tqdm:  # no progress bar: the Trainer would print every log line instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    peft_config = peft_config if peft_config is not None else saved_config
+    match_adapter_dtype(trainer.model, cfg)
+    keep_4bit_trainable(trainer.model)
+    checkpoint = last_checkpoint(checkpoint_dir) if resume else None
+    memory.reset_peak(cfg.device)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = {**final_metrics(trainer), **trainable_parameters(trainer.model), "resumed_from": checkpoint,
+               "peak_gib": memory.peak_gib(cfg.device), "est_peak_gib": fit_report["total_gib"]}
+    validation = {"train": train_check.summary(), "validation": eval_check.summary() if eval_check else None,
+                  "padding_fraction": padding_fraction(train_check.lengths, cfg.per_device_batch_size),
+                  "packing": packing}
+    configs = {"bnb": bnb_config(cfg) if cfg.load_in_4bit else None, "peft": peft_config, "sft": training_args}
+    return Fitted(trainer, tokenizer, cfg, configs, validation, metrics, time.time() - started)
+
+
 def train_adapter(
     cfg: Profile,
     output_dir: str | Path,
@@ -558,60 +660,19 @@ def train_adapter(
     Rows default to ``data/tickets/{train,validation}.jsonl``. Checkpoints go to ``checkpoint_dir`` (default
     ``<output_dir>/checkpoints``); ``resume=True`` continues from the newest one there. Returns ``output_dir``.
     """
-    from transformers import EarlyStoppingCallback
-    from trl import SFTTrainer
-
-    from helpers import memory
-    from helpers.config import set_seed
-    from helpers.models import bnb_config, load_model, load_tokenizer
-
-    started = time.time()
     output_dir = Path(output_dir)
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else output_dir / "checkpoints"
-    cfg, flags = precision(cfg)
-    fit = memory.preflight(cfg, limit_gib=memory_limit_gib)  # raises before anything is loaded when it cannot fit
     if train_rows is None:
         from helpers.data.rows import load_split
 
         data_files = [split_path("train"), split_path("validation")]
         train_rows, eval_rows = load_split("train"), load_split("validation")
-    tokenizer = load_tokenizer(cfg)
-    train_check = check_assistant_masks(tokenizer, train_rows, cfg.max_seq_length, "train")
-    eval_check = check_assistant_masks(tokenizer, eval_rows or [], cfg.max_seq_length, "validation") \
-        if eval_rows else None
-    packing = packing_helps(train_check.lengths, cfg.per_device_batch_size, defaults.packing_threshold)
-
-    set_seed(seed)
-    model = load_model(cfg, quantized=cfg.load_in_4bit)
-    peft_config = lora_config(cfg, defaults.lora_dropout, defaults.target_modules)
-    overrides = dict(sft_overrides)
-    if not eval_rows:  # no validation split: no evaluation, best-model selection or early stopping
-        overrides.update(eval_strategy="no", load_best_model_at_end=False)
-    training_args = sft_config(cfg, checkpoint_dir, packing=packing, flags=flags, defaults=defaults, seed=seed,
-                               **overrides)
-    cbs = list(callbacks) or [LiveCurves(output_dir, draw=False)]
-    if eval_rows:
-        cbs.append(EarlyStoppingCallback(early_stopping_patience=defaults.early_stopping_patience))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=PEFT_CHECKPOINTING_WARNING, category=FutureWarning)
-        trainer = SFTTrainer(model=model, args=training_args, train_dataset=to_dataset(train_rows),
-                             eval_dataset=to_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer,
-                             peft_config=peft_config, callbacks=cbs)
-    match_adapter_dtype(trainer.model, cfg)
-    keep_4bit_trainable(trainer.model)
-    checkpoint = last_checkpoint(checkpoint_dir) if resume else None
-    memory.reset_peak(cfg.device)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
-    metrics = {**final_metrics(trainer), **trainable_parameters(trainer.model), "resumed_from": checkpoint,
-               "peak_gib": memory.peak_gib(cfg.device), "est_peak_gib": fit["total_gib"]}
-    validation = {"train": train_check.summary(), "validation": eval_check.summary() if eval_check else None,
-                  "padding_fraction": padding_fraction(train_check.lengths, cfg.per_device_batch_size),
-                  "packing": packing}
-    write_manifest(output_dir, cfg, {"bnb": bnb_config(cfg) if cfg.load_in_4bit else None, "lora": peft_config,
-                                     "sft": training_args}, data_files or [], validation, metrics,
-                   time.time() - started, seed)
+    fitted = fit(cfg, output_dir, train_rows, eval_rows, resume=resume, checkpoint_dir=checkpoint_dir,
+                 defaults=defaults, memory_limit_gib=memory_limit_gib, callbacks=callbacks, seed=seed, **sft_overrides)
+    fitted.trainer.save_model(str(output_dir))
+    fitted.tokenizer.save_pretrained(str(output_dir))
+    configs = {"bnb": fitted.configs["bnb"], "lora": fitted.configs["peft"], "sft": fitted.configs["sft"]}
+    write_manifest(output_dir, fitted.cfg, configs, data_files or [], fitted.validation, fitted.metrics,
+                   fitted.seconds, seed)
     return output_dir
 
 
@@ -658,3 +719,256 @@ def quick_run(cfg: Profile, method: str, steps: int, train_rows: Sequence[dict[s
     return {"method": method, "trainable_params": counts["trainable"], "trainable_%": round(counts["percent"], 2),
             "weights_mb (measured)": round(weights_mb, 1), "est_peak_gib": round(est.total_gib, 3),
             "train_s": round(seconds, 1), "eval_loss": round(eval_loss, 4)}
+
+
+# ---------------------------------------------------------------------------------------------------- tracked runs
+
+RUN_COLUMNS = ("run", "changes", "steps", "max_steps", "train_rows", "eval_loss", "last_eval_loss", "json_valid",
+               "field_accuracy", "general_ce", "train_s", "trainable_params", "peak_gib", "stopped_early", "alerts")
+
+
+@dataclass
+class Run:
+    """One tracked run of 05_iterate: its table row, the validation answers it generated, its folder."""
+
+    row: dict[str, Any]
+    outputs: list[str]
+    dir: Path
+    curves: dict[str, list[tuple[int, float]]]
+    alerts: list[str] = field(default_factory=list)
+
+
+class _quiet_progress:
+    """Context manager: no ``datasets`` or ``transformers`` progress bars inside (restored after)."""
+
+    def __enter__(self) -> "_quiet_progress":
+        from datasets.utils import logging as datasets_logging
+        from transformers.utils import logging as hf_logging
+
+        self._saved = (datasets_logging.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled())
+        datasets_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from datasets.utils import logging as datasets_logging
+        from transformers.utils import logging as hf_logging
+
+        if self._saved[0]:
+            datasets_logging.enable_progress_bar()
+        if self._saved[1]:
+            hf_logging.enable_progress_bar()
+
+
+def experiment(
+    cfg: Profile,
+    name: str,
+    runs_dir: str | Path,
+    train_rows: Sequence[dict[str, Any]],
+    eval_rows: Sequence[dict[str, Any]],
+    score_rows: Sequence[dict[str, Any]] = (),
+    changes: dict[str, Any] | None = None,
+    peft_config: Any = None,
+    general_texts: Sequence[str] = (),
+    early_stopping: bool = False,
+    save_adapter: bool = True,
+    init_adapter: str | Path | None = None,
+    seed: int = SEED,
+    **sft_overrides: Any,
+) -> Run:
+    """Train one variant of the recipe, score it on held-out rows and record it in ``runs_dir/name``. Taught in 05.
+
+    ``changes`` says what differs from the recipe (shown in the comparison table); ``sft_overrides`` and
+    ``peft_config`` apply them. The run's ``run_manifest.json`` gains a ``run`` entry (name, changes, validation
+    scores of ``score_rows``, general-text cross-entropy, loss curves) that :func:`compare_runs` reads back. Without
+    ``early_stopping`` no checkpoint is written (a sweep run is judged at its last step). ``init_adapter`` continues a
+    saved adapter instead of starting a new one. A re-run replaces the folder.
+    """
+    import shutil
+
+    from helpers import evaluate
+
+    run_dir = Path(runs_dir) / name
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    curves = LiveCurves(run_dir, draw=False)
+    overrides: dict[str, Any] = {} if early_stopping else {"save_strategy": "no", "load_best_model_at_end": False}
+    overrides.update(disable_tqdm=True, **sft_overrides)
+    with _quiet_progress():  # eleven runs in a notebook: no per-run tokenizing and loading bars
+        fitted = fit(cfg, run_dir, train_rows, eval_rows, peft_config=peft_config,
+                     checkpoint_dir=run_dir / "checkpoints", callbacks=[curves], early_stopping=early_stopping,
+                     init_adapter=init_adapter, seed=seed, **overrides)
+    model, tokenizer = fitted.trainer.model, fitted.tokenizer
+    outputs = evaluate.generate(model, tokenizer, evaluate.conversations_from_rows(score_rows), cfg.max_new_tokens,
+                                progress=False) if score_rows else []
+    scores = evaluate.score(outputs, evaluate.references_from_rows(score_rows)) if score_rows else {}
+    general = evaluate.text_loss(model, tokenizer, general_texts) if general_texts else None
+    if save_adapter:
+        fitted.trainer.save_model(str(run_dir))
+    for checkpoint in (run_dir / "checkpoints").glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)  # early stopping loaded the best one and it is saved above; TensorBoard logs stay
+    args = fitted.configs["sft"]
+    metrics = fitted.metrics
+    row = {
+        "run": name,
+        "changes": ", ".join(f"{k}={v}" for k, v in (changes or {}).items()) or "recipe",
+        "steps": metrics["global_step"],
+        "max_steps": args.max_steps,
+        "train_rows": len(train_rows),
+        "eval_loss": metrics["best_eval_loss"],
+        "last_eval_loss": metrics["last_eval_loss"],
+        "json_valid": scores.get("json_valid"),
+        "field_accuracy": scores.get("field_accuracy"),
+        **{k: v for k, v in scores.items() if k.startswith("field_accuracy_")},
+        "general_ce": general,
+        "train_s": round(fitted.seconds, 1),
+        "trainable_params": metrics["trainable"],
+        "peak_gib": metrics["peak_gib"],  # measured on a GPU; None on a CPU
+        "stopped_early": metrics["global_step"] < args.max_steps,
+        "alerts": len(curves.alerts),
+    }
+    run_record = {"name": name, "changes": changes or {}, "row": row, "scored_rows": len(score_rows),
+                  "alert_messages": curves.alerts, "curves": {"train": curves.train, "eval": curves.eval}}
+    write_manifest(run_dir, fitted.cfg, fitted.configs, [], fitted.validation, metrics, fitted.seconds, seed,
+                   extra={"run": run_record})
+    scored = f", field accuracy {row['field_accuracy']:.3f} on {len(score_rows)} rows" if score_rows else ""
+    print(f"run {name!r}: {row['steps']} steps in {row['train_s']:.0f} s, eval loss {row['eval_loss']}{scored}")
+    return Run(row, outputs, run_dir, {"train": curves.train, "eval": curves.eval}, list(curves.alerts))
+
+
+def compare_runs(runs_dir: str | Path) -> "Any":
+    """The comparison table of every tracked run in ``runs_dir``, read from the manifests alone. Taught in 05.
+
+    One row per ``*/run_manifest.json`` that has a ``run`` entry (written by :func:`experiment`), in the order the
+    runs were written; a manifest that cannot be read names its path.
+    """
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(runs_dir).glob(f"*/{MANIFEST_NAME}")):
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise TrainingSetupError(f"{path}: not a readable run manifest ({err}); delete the folder or re-run it")
+        run = manifest.get("run")
+        if isinstance(run, dict) and isinstance(run.get("row"), dict):
+            rows.append({**run["row"], "written_at": manifest.get("written_at", "")})
+    if not rows:
+        return pd.DataFrame(columns=[*RUN_COLUMNS, "written_at"]).set_index("run")
+    table = pd.DataFrame(rows).sort_values("written_at", kind="stable")
+    return table.drop(columns="written_at").set_index("run")
+
+
+def best_run(table: "Any", metric: str = "field_accuracy", tiebreak: str = "eval_loss",
+             candidates: Sequence[str] | None = None) -> str:
+    """The run with the highest ``metric`` on validation; ties go to the lower ``tiebreak``. Taught in 05_iterate.
+
+    ``candidates`` restricts the choice (e.g. to the runs of one sweep). Runs without a value of ``metric`` are
+    never chosen; a table with none raises.
+    """
+    rows = table if candidates is None else table.loc[list(candidates)]
+    rows = rows[rows[metric].notna()]
+    if rows.empty:
+        raise TrainingSetupError(f"no run has a value of {metric!r}: score runs with score_rows=... first")
+    ordered = rows.assign(_tb=rows[tiebreak].fillna(float("inf"))).sort_values(
+        [metric, "_tb"], ascending=[False, True], kind="stable")
+    return str(ordered.index[0])
+
+
+def run_curves(runs_dir: str | Path, names: Sequence[str]) -> dict[str, dict[str, list[list[float]]]]:
+    """The recorded training and eval loss curves of some runs, read from their manifests (after a restart, say)."""
+    out = {}
+    for name in names:
+        path = Path(runs_dir) / name / MANIFEST_NAME
+        if not path.is_file():
+            raise TrainingSetupError(f"{path} not found: run train.experiment(..., name={name!r}) first")
+        out[name] = json.loads(path.read_text(encoding="utf-8"))["run"]["curves"]
+    return out
+
+
+def plot_curves(curves: dict[str, dict[str, list[list[float]]]], title: str = "", log_y: bool = False) -> Any:
+    """Training (thin) and eval (dots) loss of several runs on one pair of axes. Taught in 05_iterate."""
+    import matplotlib
+
+    if not _in_notebook():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for i, (name, c) in enumerate(curves.items()):
+        color = f"C{i}"
+        if c.get("train"):
+            ax.plot(*zip(*c["train"]), color=color, alpha=0.6, lw=1, label=f"{name}: training")
+        if c.get("eval"):
+            ax.plot(*zip(*c["eval"]), "o--", color=color, label=f"{name}: eval")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (assistant tokens)")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_runs(table: "Any", metrics: Sequence[str] = ("field_accuracy", "eval_loss", "general_ce")) -> Any:
+    """One bar chart per metric, one bar per run of a :func:`compare_runs` table. Taught in 05_iterate."""
+    import matplotlib
+
+    if not _in_notebook():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 0.35 * len(table) + 1.2), sharey=True)
+    for ax, metric in zip(list(axes) if len(metrics) > 1 else [axes], metrics):
+        values = table[metric].astype(float)
+        ax.barh(list(table.index), values.fillna(0), color=["C3" if v != v else "C0" for v in values])
+        ax.set_title(metric + (" (higher is better)" if metric in ("field_accuracy", "json_valid") else
+                                " (lower is better)"), fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes_list = list(axes) if len(metrics) > 1 else [axes]
+    axes_list[0].invert_yaxis()  # the first run on top, as in the table
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def learning_rate_schedule(learning_rate: float, max_steps: int, warmup_steps: float = DEFAULTS.warmup_steps,
+                           scheduler: str = DEFAULTS.lr_scheduler_type) -> list[float]:
+    """The learning rate at every optimizer step, from transformers' own scheduler. Taught in 05_iterate.
+
+    ``warmup_steps`` below 1 is a fraction of ``max_steps`` (as in ``SFTConfig``).
+    """
+    import torch
+    from transformers import get_scheduler
+
+    warmup = math.ceil(warmup_steps * max_steps) if warmup_steps < 1 else int(warmup_steps)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=learning_rate)
+    schedule = get_scheduler(scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)
+    rates = []
+    for _ in range(max_steps):
+        rates.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
+def tensorboard_scalars(log_dir: str | Path, tag: str = "train/loss") -> list[tuple[int, float]]:
+    """``(step, value)`` of one scalar that ``report_to="tensorboard"`` logged under ``log_dir``. Taught in 05.
+
+    Reads the event files with TensorBoard's own reader, so what the notebook shows is what TensorBoard will plot.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(Path(log_dir).rglob("events.out.tfevents.*"))
+    if not files:
+        raise TrainingSetupError(f"no TensorBoard event file under {log_dir}: train with report_to='tensorboard'")
+    points: list[tuple[int, float]] = []
+    for folder in sorted({f.parent for f in files}):
+        acc = EventAccumulator(str(folder))
+        acc.Reload()
+        if tag in acc.Tags().get("scalars", []):
+            points += [(e.step, e.value) for e in acc.Scalars(tag)]
+    return sorted(points)

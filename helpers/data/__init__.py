@@ -5,7 +5,16 @@ the functions that need them). ``helpers.data.validate`` is the function of ``he
 """
 
 from helpers.config import TICKETS_DIR
-from helpers.data.augment import add_typos, augment, drop_order_id, llm_rewrite, reorder_sentences, synthetic_share
+from helpers.data.augment import (
+    add_typos,
+    augment,
+    corrupt_labels,
+    drop_order_id,
+    llm_rewrite,
+    reorder_sentences,
+    synthetic_share,
+    targeted_rows,
+)
 from helpers.data.clean import (
     CleanConfig,
     CleanResult,
@@ -48,9 +57,9 @@ __all__ = [
     "HANDWRITTEN",
     "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SPLIT_NAMES", "SplitConfig",
     "TemplateError", "ValidationReport", "add_typos", "answer_of", "augment", "balance_report", "category_of",
-    "check_leakage", "check_openai", "clean_file", "clean_rows", "convert", "data_report", "detect_format",
+    "check_leakage", "check_openai", "clean_file", "clean_rows", "convert", "corrupt_labels", "data_report", "detect_format",
     "detection_scores", "drop_order_id", "export_openai", "group_ids", "llm_rewrite", "load_split",
     "make_near_duplicates", "normalise_whitespace", "read_csv", "read_jsonl", "read_rows", "render_chat",
-    "reorder_sentences", "scrub_pii", "split_path", "split_rows", "synthetic_share", "ticket_text", "to_messages",
+    "reorder_sentences", "scrub_pii", "split_path", "split_rows", "synthetic_share", "targeted_rows", "ticket_text", "to_messages",
     "to_openai", "to_prompt_completion", "to_text", "validate", "write_jsonl", "write_report",
 ]

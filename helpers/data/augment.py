@@ -178,3 +178,62 @@ def augment(rows: list[Row], perturbations: list[Perturbation], max_share: float
 def synthetic_share(rows: list[Row]) -> float:
     """Fraction of rows tagged ``metadata.synthetic``."""
     return sum(bool((r.get("metadata") or {}).get("synthetic")) for r in rows) / max(1, len(rows))
+
+
+def targeted_rows(keep: Callable[[Row], bool], n: int, seed: int, reason: str, max_tries: int = 50_000) -> list[Row]:
+    """``n`` fresh generator rows that ``keep`` accepts, tagged with their provenance. Taught in 05_iterate.
+
+    The data fix of an error-driven iteration: more examples of the kind the model gets wrong, written by the same
+    generator with another seed (so they are new tickets, not copies), each marked ``synthetic``, ``augmentation =
+    "targeted"``, ``reason`` and ``seed``, with a group id of its own (``fix<seed>-...``) so leakage checks and
+    group-aware splits never confuse it with a ticket of the course splits. Raises when ``keep`` accepts too few.
+    """
+    from helpers.data.generate import make_ticket, to_row
+
+    if n < 1:
+        raise ValueError(f"n={n}: ask for at least one row")
+    rng = random.Random(seed)
+    out: list[Row] = []
+    for index in range(max_tries):
+        row = to_row(make_ticket(rng, index), seed)
+        if not keep(row):
+            continue
+        meta = row["metadata"]
+        row["metadata"] = {**meta, "group": f"fix{seed}-{meta['group']}", "synthetic": True,
+                           "augmentation": "targeted", "reason": reason}
+        out.append(row)
+        if len(out) == n:
+            return out
+    raise ValueError(f"only {len(out)} of {max_tries} generated tickets match the filter for {reason!r}: loosen it "
+                     f"or ask for fewer than {n}")
+
+
+def corrupt_labels(rows: list[Row], share: float, fields: tuple[str, ...] = ("category", "priority"),
+                   seed: int = 0) -> list[Row]:
+    """Copies of ``rows`` in which ``share`` of the answers have one wrong label. Taught in 05_iterate.
+
+    For the quality-vs-quantity experiment: in each chosen row one of ``fields`` (picked at random) gets another
+    allowed value; the row is tagged ``metadata.noisy_label = <field>``. The others are returned unchanged.
+    """
+    from helpers.data.generate import CATEGORIES, PRIORITIES
+
+    if not 0 <= share <= 1:
+        raise ValueError(f"share={share}: use a fraction in [0, 1]")
+    choices = {"category": CATEGORIES, "priority": PRIORITIES}
+    unknown = [f for f in fields if f not in choices]
+    if unknown:
+        raise ValueError(f"cannot corrupt {unknown}: fields must be among {sorted(choices)}")
+    rng = random.Random(seed)
+    chosen = set(rng.sample(range(len(rows)), round(share * len(rows))))
+    out = []
+    for i, row in enumerate(rows):
+        answer = _answer(row)
+        if i not in chosen or answer is None:
+            out.append(row)
+            continue
+        field = rng.choice(fields)
+        wrong = rng.choice([v for v in choices[field] if v != answer.get(field)])
+        noisy = _with_user_text(row, user_text(row), {**answer, field: wrong})
+        noisy["metadata"]["noisy_label"] = field
+        out.append(noisy)
+    return out

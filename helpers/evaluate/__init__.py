@@ -10,7 +10,8 @@ One module per topic; every public name is importable from ``helpers.evaluate`` 
 - ``common``: the answer's fields and :class:`EvaluationError`
 - ``generation``: prompts/references/tickets from chat rows, :data:`DECODING`, batched greedy :func:`generate`
 - ``metrics``: :func:`parse_json`, :func:`score_rows`, :func:`aggregate`, :func:`score` and the metric functions
-- ``error_analysis``: :data:`ERROR_KINDS`, :func:`error_kinds`, :func:`error_table`
+- ``error_analysis``: :data:`ERROR_KINDS`, :func:`error_kinds`, :func:`error_table`, :func:`failure_groups`,
+  :func:`group_counts`
 - ``ab``: :func:`paired_bootstrap`, :func:`plot_ab`
 - ``judge``: the judge prompt, verdict parsing, :func:`judge_pairwise` and the judges
 - ``canaries``: forgetting checks (:class:`Canary`, :func:`run_canaries`, :func:`default_canaries`)
@@ -19,9 +20,7 @@ One module per topic; every public name is importable from ``helpers.evaluate`` 
 - ``baselines``: the majority answer, and accuracy split by whether the ticket names the value
 - ``grounding``: extracted values the ticket does not contain (hallucinations)
 - ``constrained``: JSON-schema-constrained generation (llguidance): the format guaranteed, not the content
-- ``baselines``: the majority answer and accuracy split by whether the ticket names the value
-- ``grounding``: extracted values the ticket does not contain (hallucinations)
-- ``constrained``: JSON-schema-constrained generation (llguidance): the format guaranteed, not the content
+- ``forgetting``: the cross-entropy of general text (:func:`text_loss`), forgetting as a number (05_iterate)
 
 A new topic is a new module plus one ``from helpers.evaluate.<module> import ...`` line below.
 """
@@ -35,7 +34,15 @@ from helpers.evaluate.generation import (
     references_from_rows,
     tickets_from_rows,
 )
-from helpers.evaluate.error_analysis import ERROR_KINDS, error_kinds, error_table
+from helpers.evaluate.error_analysis import (
+    ERROR_KINDS,
+    FIELD_ERRORS,
+    error_kinds,
+    error_table,
+    failure_groups,
+    group_counts,
+    reference_group,
+)
 from helpers.evaluate.metrics import (
     CORPUS_METRICS,
     METRIC_DOCS,
@@ -93,3 +100,4 @@ from helpers.evaluate.constrained import (
     allowed_next,
     constrained_generate,
 )
+from helpers.evaluate.forgetting import GENERAL_TEXTS, text_loss
