@@ -913,7 +913,7 @@ def plot_curves(curves: dict[str, dict[str, list[list[float]]]], title: str = ""
     return fig
 
 
-def plot_runs(table: "Any", metrics: Sequence[str] = ("field_accuracy", "eval_loss", "general_ce")) -> Any:
+def plot_runs(table: "Any", metrics: Sequence[str] = ("field_accuracy", "json_valid", "eval_loss", "train_s")) -> Any:
     """One bar chart per metric, one bar per run of a :func:`compare_runs` table. Taught in 05_iterate."""
     import matplotlib
 
@@ -921,7 +921,7 @@ def plot_runs(table: "Any", metrics: Sequence[str] = ("field_accuracy", "eval_lo
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 0.35 * len(table) + 1.2), sharey=True)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 0.35 * len(table) + 1.2), sharey=True)
     for ax, metric in zip(list(axes) if len(metrics) > 1 else [axes], metrics):
         values = table[metric].astype(float)
         ax.barh(list(table.index), values.fillna(0), color=["C3" if v != v else "C0" for v in values])

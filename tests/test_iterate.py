@@ -78,10 +78,11 @@ def test_run_curves_come_from_the_manifests(tmp_path):
 
 
 def test_plot_runs_draws_one_panel_per_metric(tmp_path):
-    write_run(tmp_path, "one", "1", general_ce=3.0)
-    write_run(tmp_path, "two", "2", general_ce=float("nan"))
+    write_run(tmp_path, "one", "1", json_valid=1.0, train_s=3.0)
+    write_run(tmp_path, "two", "2", json_valid=0.5, train_s=float("nan"))
     fig = train.plot_runs(train.compare_runs(tmp_path))
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 4
+    assert [bar.get_width() for bar in fig.axes[1].patches] == [1.0, 0.5]
 
 
 # ------------------------------------------------------------------------------------------- the schedule

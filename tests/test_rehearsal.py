@@ -270,3 +270,31 @@ def test_the_gpu_check_script_runs_end_to_end_on_cpu_stand_ins(tmp_path):
     assert result["peak_gib"] is None, "no GPU, no measured GPU peak"
     text = out.read_text()
     assert "CPU (rehearsal)" in text and "| t4 | Qwen/Qwen2.5-1.5B-Instruct |" in text
+
+
+PREFIX_QWEN2 = pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
+    "prefix tuning on Qwen2 under TRL 1.16's SFTTrainer (transformers 5.23, peft 0.21.2): scaled_dot_product_attention "
+    "gets a mask for the input length only (178 vs 182 keys with 4 virtual tokens); a plain forward of the same model "
+    "works. 05_iterate reports the failure instead of crashing. Strict: this test fails once a library fixes it."))
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt-tuning", pytest.param("prefix-tuning", marks=PREFIX_QWEN2)])
+def test_notebook_05_runs_on_the_qwen2_stand_in(method, stand_ins, rows, tmp_path):
+    """05_iterate's tracked run on the t4 architecture: train.experiment with each PEFT method it compares, then a
+    continued run from the saved adapter (the data fix), scored, with general-text cross-entropy and a manifest."""
+    from peft import PrefixTuningConfig, PromptTuningConfig
+
+    cfg = on_cpu("t4", stand_ins, max_seq_length=256, per_device_batch_size=2, gradient_accumulation_steps=1,
+                 lora_r=4, lora_alpha=8, max_new_tokens=8)
+    peft_config = {"lora": None, "prompt-tuning": PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
+                   "prefix-tuning": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)}[method]
+    train_rows, score_rows = rows[0][:8], rows[1][:3]
+    run = train.experiment(cfg, method, tmp_path, train_rows, score_rows, score_rows, peft_config=peft_config,
+                           general_texts=evaluate.GENERAL_TEXTS[:2], max_steps=2, eval_steps=2, logging_steps=1)
+    assert run.row["steps"] == 2 and len(run.outputs) == 3 and run.row["general_ce"] > 0
+    assert run.row["json_valid"] is not None and (run.dir / "adapter_config.json").is_file()
+    if method == "lora":  # the data fix continues the saved adapter
+        more = train.experiment(cfg, "continued", tmp_path, train_rows, score_rows, (), init_adapter=run.dir,
+                                max_steps=1, eval_steps=1)
+        assert more.row["steps"] == 1 and more.row["trainable_params"] == run.row["trainable_params"]
+    assert method in train.compare_runs(tmp_path).index
