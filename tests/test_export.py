@@ -147,6 +147,25 @@ def test_merge_writes_a_standalone_model_with_template_and_end_ids(tiny_dir, ada
     assert not any("lora" in name for name, _ in model.named_parameters()), "merge_and_unload leaves no LoRA layer"
 
 
+def test_merge_writes_the_tokenizer_end_ids_where_the_base_has_others(tiny_dir, adapters, tmp_path):
+    """Like a hub base (Qwen2.5: no pad id in config.json, another end token in generation_config.json)."""
+    base = Path(shutil.copytree(tiny_dir, tmp_path / "hub-like"))
+    raw = json.loads((base / "config.json").read_text())
+    raw.pop("pad_token_id")
+    (base / "config.json").write_text(json.dumps(raw))
+    gen = json.loads((base / "generation_config.json").read_text())
+    gen.pop("pad_token_id")
+    gen["eos_token_id"] = 7
+    (base / "generation_config.json").write_text(json.dumps(gen))
+    merged = export.merge_to_16bit(base, adapters["a"], tmp_path / "merged")
+    saved_gen = json.loads((merged / "generation_config.json").read_text())
+    saved_cfg = json.loads((merged / "config.json").read_text())
+    assert saved_gen["eos_token_id"] == [0, 7] and saved_gen["pad_token_id"] == 1, "tokenizer's EOS first, base's kept"
+    assert saved_cfg["eos_token_id"] == 0 and saved_cfg["pad_token_id"] == 1
+    report = export.verify_merge(base, adapters["a"], merged, TICKETS[:2])
+    assert report.passed, str(report)
+
+
 def test_merge_refuses_a_quantized_base(tiny_dir, adapters, tmp_path):
     with pytest.raises(ExportError, match="never a 4- or 8-bit"):
         export.merge_to_16bit(tiny_cfg(tiny_dir), adapters["a"], tmp_path / "m", dtype="int4")
