@@ -10,7 +10,10 @@ Taught in 06_export. Nothing runs on import: torch, transformers and peft are im
 * :func:`model_card` writes README.md with Hub front matter and no machine paths.
 * :func:`generate_json` is the serving call: tickets in, parsed and checked JSON out, one item per ticket.
 * :func:`openai_training_cost` and :data:`OPENAI_CODE` are the hosted alternative.
-* :func:`export_gguf` / :func:`verify_gguf` run llama.cpp's own converter for llama.cpp / Ollama.
+
+No GGUF export here: llama.cpp's converter (``convert_hf_to_gguf.py`` of llama-cpp-python 0.3.36) rejects the course
+tokenizer ("BPE pre-tokenizer was not recognized": it knows hub tokenizers by hash), and it needs sentencepiece, which
+the course does not pin.
 """
 
 from __future__ import annotations
