@@ -1,7 +1,6 @@
 """Ship the fine-tuned model: adapters, a verified 16-bit merge, a model card, JSON inference, the OpenAI path, GGUF.
 
-Notebook 06_export (not written yet) will teach it. Nothing runs on import: torch, transformers and peft are
-imported inside the functions.
+Taught in 06_export. Nothing runs on import: torch, transformers and peft are imported inside the functions.
 
 * Adapters are small: :func:`adapter_files` lists what a saved adapter holds, :func:`load_adapters` puts several on
   one base (switch with ``model.set_adapter(name)``, switch off with ``with model.disable_adapter():``).
@@ -47,7 +46,7 @@ class ExportError(ValueError):
 
 
 def adapter_files(adapter_dir: str | Path) -> dict[str, bytes]:
-    """The files of a saved adapter (name -> bytes, top level only: no checkpoints).
+    """The files of a saved adapter (name -> bytes, top level only: no checkpoints). Taught in 06_export.
 
     What you ship or upload when you ship an adapter: its config and weights (megabytes, not the base's gigabytes),
     the tokenizer with the chat template it was trained with, and the run manifest.
@@ -61,7 +60,7 @@ def adapter_files(adapter_dir: str | Path) -> dict[str, bytes]:
 
 
 def load_adapters(base: "PreTrainedModel", adapters: dict[str, str | Path]) -> "PeftModel":
-    """Several adapters on one base model, by name; the first is active.
+    """Several adapters on one base model, by name; the first is active. Taught in 06_export.
 
     ``model.set_adapter(name)`` switches between them in place (no reload of the base), and inside
     ``with model.disable_adapter():`` the model is the bare base again.
@@ -173,7 +172,7 @@ def set_end_ids(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase") 
 
 def merge_to_16bit(cfg_or_base_path: Profile | str | Path, adapter_dir: str | Path, out_dir: str | Path,
                    dtype: Any = None) -> Path:
-    """Fold a LoRA adapter into a full-precision copy of the base and save a standalone model.
+    """Fold a LoRA adapter into a full-precision copy of the base and save a standalone model. Taught in 06_export.
 
     The base is loaded in the profile's ``torch_dtype`` (fp32 on the CPU, fp16 on a T4, bf16 on an A100/H100) or in
     ``dtype``, never in 4-bit: merging into NF4 weights would add a rounding error to every merged weight. Saved in
@@ -326,7 +325,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def verify_merge(cfg_or_base_path: Profile | str | Path, adapter_dir: str | Path, merged_dir: str | Path,
                  prompts: Sequence[str | list[dict[str, str]]], tolerance: float | None = None,
                  max_new_tokens: int = 32, dtype: Any = None) -> VerifyReport:
-    """Check that a merged folder behaves like base + adapter and serves the same way.
+    """Check that a merged folder behaves like base + adapter and serves the same way. Taught in 06_export.
 
     ``prompts`` are tickets or conversations (a handful is enough: 4-16). The checks:
 
@@ -509,7 +508,7 @@ def _data_facts(manifest: dict[str, Any]) -> list[str]:
 
 def model_card(manifest: dict[str, Any], metrics: dict[str, Any], base_model: str, out_dir: str | Path,
                license: str = "apache-2.0", datasets: Sequence[str] = (), limits: Sequence[str] = ()) -> Path:
-    """Write ``README.md`` (Hub front matter, intended use, limits, data, run facts, metrics).
+    """Write ``README.md`` (Hub front matter, intended use, limits, data, run facts, metrics). Taught in 06_export.
 
     ``out_dir`` is an adapter folder (``library_name: peft``) or a merged model (``transformers``); ``manifest`` is
     its ``run_manifest.json``; ``metrics`` maps a metric to a value or to ``{column: value}`` (tuned, base,
@@ -569,7 +568,7 @@ def model_card(manifest: dict[str, Any], metrics: dict[str, Any], base_model: st
 
 def generate_json(model: Any, tokenizer: Any, tickets: Sequence[str], max_new_tokens: int,
                   schema: dict[str, Any] | None = None, batch_size: int = 16) -> list[dict[str, Any]]:
-    """Tickets in, one ``{"ok", "value", "error", "raw"}`` per ticket out, in order.
+    """Tickets in, one ``{"ok", "value", "error", "raw"}`` per ticket out, in order. Taught in 06_export.
 
     The prompt is the course's (system prompt + ticket, the tokenizer's chat template) and the decoding its greedy
     :data:`helpers.evaluate.DECODING`. With ``schema`` the answers are decoded under that JSON Schema
@@ -658,7 +657,7 @@ def _token_counter(tokenizer_or_counter: Any) -> Callable[[str], int]:
 
 def openai_training_cost(rows: Iterable[dict[str, Any]], tokenizer_or_counter: Any, epochs: int,
                          price_per_million: float, price_date: str) -> dict[str, Any]:
-    """Estimated tokens and price of an OpenAI fine-tuning job on ``rows``.
+    """Estimated tokens and price of an OpenAI fine-tuning job on ``rows``. Taught in 06_export.
 
     OpenAI bills the tokens of its own tokenizer, times the epochs; this counts them with ``tokenizer_or_counter``
     (a tokenizer, or a function text -> count such as ``len(tiktoken...encode(text))``) plus OpenAI's per-message

@@ -448,3 +448,16 @@ def test_openai_code_runs_against_a_mock_server(tmp_path, monkeypatch):
     created = json.loads(requests[2][2])
     assert created["method"] == {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3}}}
     assert json.loads(requests[5][2])["model"].startswith("ft:")
+
+
+def test_notebook_06_shows_exactly_the_checked_openai_code():
+    """The skip-execution cell of 06 is OPENAI_CODE (checked above against the client) after its three setup lines."""
+    import nbformat
+
+    from helpers.config import NOTEBOOKS_DIR
+
+    nb = nbformat.read(NOTEBOOKS_DIR / "06_export.ipynb", as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "code" and "client.fine_tuning.jobs.create" in c.source]
+    assert len(cells) == 1 and cells[0].rstrip().endswith(export.OPENAI_CODE.rstrip())
+    tags = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code" and c.source == cells[0]]
+    assert "skip-execution" in tags[0], "the billed calls never run in the course"
