@@ -317,6 +317,17 @@ def _in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
+def _pyplot() -> Any:
+    """matplotlib.pyplot, on the non-interactive Agg backend outside a notebook (a script, CI)."""
+    import matplotlib
+
+    if not _in_notebook():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _ignore_event(*args: Any, **kwargs: Any) -> None:
     """A Trainer event the callback does not use (what ``TrainerCallback``'s own methods do)."""
     return None
@@ -380,11 +391,7 @@ class LiveCurves:
 
     def figure(self) -> Any:
         """The loss / eval-loss figure (matplotlib)."""
-        import matplotlib
-
-        if not _in_notebook():
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = _pyplot()
 
         fig, ax = plt.subplots(figsize=(6, 3.2))
         if self.train:
@@ -888,11 +895,7 @@ def run_curves(runs_dir: str | Path, names: Sequence[str]) -> dict[str, dict[str
 
 def plot_curves(curves: dict[str, dict[str, list[list[float]]]], title: str = "", log_y: bool = False) -> Any:
     """Training (thin) and eval (dots) loss of several runs on one pair of axes. Taught in 05_iterate."""
-    import matplotlib
-
-    if not _in_notebook():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for i, (name, c) in enumerate(curves.items()):
@@ -915,11 +918,7 @@ def plot_curves(curves: dict[str, dict[str, list[list[float]]]], title: str = ""
 
 def plot_runs(table: "Any", metrics: Sequence[str] = ("field_accuracy", "json_valid", "eval_loss", "train_s")) -> Any:
     """One bar chart per metric, one bar per run of a :func:`compare_runs` table. Taught in 05_iterate."""
-    import matplotlib
-
-    if not _in_notebook():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 0.35 * len(table) + 1.2), sharey=True)
     for ax, metric in zip(list(axes) if len(metrics) > 1 else [axes], metrics):

@@ -26,23 +26,9 @@ MACHINE_PATHS = ("/work", "/home", "/tmp", "/content")
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
+def tiny_dir(random_llama) -> Path:
     """A 2-layer random Llama with the course tokenizer (the shipped tiny model's tokenizer and chat template)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("rand-llama")
-    tok = AutoTokenizer.from_pretrained(TINY_MODEL_DIR)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, tie_word_embeddings=True, eos_token_id=tok.eos_token_id, initializer_range=0.2,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id))
-    model.generation_config.do_sample = False
-    model.generation_config.max_new_tokens = 64
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return random_llama(initializer_range=0.2, generation={"do_sample": False, "max_new_tokens": 64})
 
 
 def tiny_cfg(folder: Path) -> config.Profile:

@@ -217,21 +217,8 @@ def test_text_loss_is_the_mean_token_cross_entropy():
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from helpers.config import TINY_MODEL_DIR
-
-    folder = tmp_path_factory.mktemp("rand-llama-05")
-    tok = AutoTokenizer.from_pretrained(TINY_MODEL_DIR)
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+def tiny_dir(random_llama) -> Path:
+    return random_llama()
 
 
 def test_experiment_trains_scores_and_records_a_run_that_compare_runs_reads(tiny_dir, tmp_path):

@@ -19,21 +19,9 @@ DEFAULTS = train.TrainDefaults(eval_steps=3, logging_steps=1, early_stopping_pat
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
+def tiny_dir(random_llama) -> Path:
     """A 2-layer random Llama with the course tokenizer (the shipped tiny model's tokenizer and chat template)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("rand-llama")
-    tok = AutoTokenizer.from_pretrained(TINY_MODEL_DIR)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id))
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return random_llama()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from helpers.evaluate.common import EvaluationError
+from helpers.evaluate.forgetting import text_nll
 from helpers.evaluate.generation import decoding_kwargs, generate
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
@@ -32,14 +33,7 @@ class Canary:
 
 def _log_likelihood(model: Any, tokenizer: Any, text: str) -> float:
     """Total log-probability of ``text``'s tokens after the first (nats)."""
-    import torch
-
-    device = next(model.parameters()).device
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits.float()
-    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])
-    return float(logp.sum())
+    return -text_nll(model, tokenizer, text)[0]
 
 
 def _continue_text(model: Any, tokenizer: Any, text: str, max_new_tokens: int) -> str:

@@ -42,26 +42,35 @@ def text_loss(model: Any, tokenizer: Any, texts: Sequence[str] = GENERAL_TEXTS) 
 
     Every token after each text's first is predicted; the mean is over all of them, so long texts weigh more.
     """
-    import torch
-
     if not texts:
         raise EvaluationError("text_loss needs at least one text (evaluate.GENERAL_TEXTS is the course's set)")
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     try:
         for text in texts:
-            ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
-            if ids.shape[1] < 2:
-                continue
-            with torch.no_grad():
-                logits = model(input_ids=ids).logits.float()
-            logits = logits[0, -ids.shape[1]:-1]  # prompt tuning prepends virtual tokens' logits: skip them
-            nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum")
-            total, count = total + float(nll), count + ids.shape[1] - 1
+            nll, n = text_nll(model, tokenizer, text)
+            total, count = total + nll, count + n
     finally:
         model.train(was_training)
     if count == 0:
         raise EvaluationError("every text is shorter than two tokens: nothing to predict")
     return total / count
+
+
+def text_nll(model: Any, tokenizer: Any, text: str) -> tuple[float, int]:
+    """Summed cross-entropy (nats) of raw ``text``'s tokens after the first, and how many there are (0 for one token).
+
+    No chat template and no special tokens: the base language model's own view of the text (also behind the
+    canaries' fluency preferences).
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+    if ids.shape[1] < 2:
+        return 0.0, 0
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits.float()
+    logits = logits[0, -ids.shape[1]:-1]  # prompt tuning prepends virtual tokens' logits: skip them
+    return float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum")), ids.shape[1] - 1
