@@ -916,6 +916,41 @@ def plot_curves(curves: dict[str, dict[str, list[list[float]]]], title: str = ""
     return fig
 
 
+def log_series(log_history: Sequence[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of one logged quantity from ``trainer.state.log_history``. Taught in 07_preference_tuning.
+
+    Any trainer's keys work: ``loss``, DPO's ``rewards/margins``, GRPO's ``reward``...
+    """
+    series = [(int(e["step"]), float(e[key])) for e in log_history if key in e and "step" in e]
+    if not series:
+        logged = sorted({k for e in log_history for k in e if k != "step"})
+        raise TrainingSetupError(f"{key!r} was never logged; logged keys: {', '.join(logged) or 'none'} "
+                                 f"(is logging_steps larger than max_steps?)")
+    return series
+
+
+def plot_log(log_history: Sequence[dict[str, Any]], panels: dict[str, Sequence[str]], title: str = "") -> Any:
+    """One panel per entry of ``panels`` (panel title -> logged keys), each key a line over optimizer steps.
+
+    Taught in 07_preference_tuning (DPO's reward margins and accuracies, GRPO's rewards).
+    """
+    plt = _pyplot()
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3), squeeze=False)
+    for ax, (name, keys) in zip(axes[0], panels.items()):
+        for key in keys:
+            ax.plot(*zip(*log_series(log_history, key)), marker=".", label=key)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 def plot_runs(table: "Any", metrics: Sequence[str] = ("field_accuracy", "json_valid", "eval_loss", "train_s")) -> Any:
     """One bar chart per metric, one bar per run of a :func:`compare_runs` table. Taught in 05_iterate."""
     plt = _pyplot()

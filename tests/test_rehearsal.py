@@ -298,3 +298,50 @@ def test_notebook_05_runs_on_the_qwen2_stand_in(method, stand_ins, rows, tmp_pat
                                 max_steps=1, eval_steps=1)
         assert more.row["steps"] == 1 and more.row["trainable_params"] == run.row["trainable_params"]
     assert method in train.compare_runs(tmp_path).index
+
+
+def test_notebook_07_dpo_and_grpo_run_on_the_qwen2_stand_in(stand_ins, rows, tmp_path):
+    """07_preference_tuning's two trainers on the t4 architecture and Qwen2.5's real chat template: pairs built from
+    the stand-in's own (random) answers, DPO with the adapter's frozen copy as reference, GRPO with the course's
+    verifiable rewards, on the 4-bit base."""
+    from datasets import Dataset
+    from peft import PeftModel
+    from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
+
+    from helpers import data
+
+    cfg = on_cpu("t4", stand_ins, max_seq_length=256, per_device_batch_size=2, gradient_accumulation_steps=1,
+                 lora_r=4, lora_alpha=8, max_new_tokens=8)
+    cfg, flags = train.precision(cfg)
+    adapter = tmp_path / "sft"
+    train.train_adapter(cfg, adapter, rows[0][:4], None, max_steps=1)
+    tokenizer = models.load_tokenizer(cfg)
+    model = PeftModel.from_pretrained(models.load_model(cfg), str(adapter), is_trainable=True)
+    answers = evaluate.generate(model, tokenizer, evaluate.conversations_from_rows(rows[0][:4]), cfg.max_new_tokens,
+                                progress=False)
+    pairs = data.preference_pairs(rows[0][:4], answers)
+    assert len(pairs) == 4 and {p["kind"] for p in pairs} == {"invalid"}  # 8 random tokens are no JSON object
+    assert data.check_pairs(pairs, {"test": rows[1]}).ok
+    assert cfg.gradient_checkpointing  # the t4 profile's setting, passed on as in the notebook
+    common = dict(max_steps=2, logging_steps=1, save_strategy="no", report_to="none", seed=0,
+                  activation_checkpointing=cfg.gradient_checkpointing, **flags)
+    dpo = DPOTrainer(model=model, args=DPOConfig(output_dir=str(tmp_path / "dpo"), per_device_train_batch_size=2,
+                                                 max_length=cfg.max_seq_length, **common),
+                     train_dataset=Dataset.from_list(pairs), processing_class=tokenizer)
+    assert set(dpo.model.peft_config) == {"default", "ref"}  # the reference is a frozen copy of the SFT adapter
+    train.match_adapter_dtype(dpo.model, cfg)
+    train.keep_4bit_trainable(dpo.model)
+    dpo.train()
+    assert len(train.log_series(dpo.state.log_history, "rewards/margins")) == 2
+
+    grpo = GRPOTrainer(model=PeftModel.from_pretrained(models.load_model(cfg), str(adapter), is_trainable=True),
+                       reward_funcs=list(evaluate.REWARD_FUNCS), train_dataset=Dataset.from_list(
+                           data.grpo_rows(rows[0][:4])), processing_class=tokenizer,
+                       args=GRPOConfig(output_dir=str(tmp_path / "grpo"), num_generations=2,
+                                       per_device_train_batch_size=4, max_completion_length=8,
+                                       reward_weights=list(evaluate.REWARD_WEIGHTS.values()), **common))
+    train.match_adapter_dtype(grpo.model, cfg)
+    train.keep_4bit_trainable(grpo.model)
+    grpo.train()
+    assert [v for _, v in train.log_series(grpo.state.log_history, "reward")] == [0.0, 0.0]  # no valid JSON yet
+    assert evaluate.sampled_reward(grpo.model, tokenizer, rows[1][:2], 2, 0.8, cfg.max_new_tokens) == 0.0

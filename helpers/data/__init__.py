@@ -43,6 +43,15 @@ from helpers.data.formats import (
     to_text,
     write_jsonl,
 )
+from helpers.data.preference import (
+    PreferenceDataError,
+    check_pairs,
+    corrected,
+    grpo_rows,
+    mistake_of,
+    pairs_table,
+    preference_pairs,
+)
 from helpers.data.report import DataReport, data_report, write_report
 from helpers.data.rows import SPLIT_NAMES, answer_of, load_split, split_path, ticket_text
 from helpers.data.split import LeakageReport, SplitConfig, check_leakage, group_ids, split_rows
@@ -55,6 +64,7 @@ HANDWRITTEN = TICKETS_DIR / "handwritten.jsonl"
 
 __all__ = [
     "HANDWRITTEN",
+    "PreferenceDataError", "check_pairs", "corrected", "grpo_rows", "mistake_of", "pairs_table", "preference_pairs",
     "CleanConfig", "CleanResult", "DataFormatError", "DataReport", "LeakageReport", "SPLIT_NAMES", "SplitConfig",
     "TemplateError", "ValidationReport", "add_typos", "answer_of", "augment", "balance_report", "category_of",
     "check_leakage", "check_openai", "clean_file", "clean_rows", "convert", "corrupt_labels", "data_report", "detect_format",

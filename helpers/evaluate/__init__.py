@@ -20,6 +20,7 @@ One module per topic; every public name is importable from ``helpers.evaluate`` 
 - ``baselines``: the majority answer, and accuracy split by whether the ticket names the value
 - ``grounding``: extracted values the ticket does not contain (hallucinations)
 - ``constrained``: JSON-schema-constrained generation (llguidance): the format guaranteed, not the content
+- ``rewards``: verifiable rewards for GRPO (schema, fields, grounding) and their weighted total (07)
 - ``forgetting``: the cross-entropy of general text (:func:`text_loss`), forgetting as a number (05_iterate)
 
 A new topic is a new module plus one ``from helpers.evaluate.<module> import ...`` line below.
@@ -101,3 +102,14 @@ from helpers.evaluate.constrained import (
     constrained_generate,
 )
 from helpers.evaluate.forgetting import GENERAL_TEXTS, text_loss
+from helpers.evaluate.rewards import (
+    REWARD_FUNCS,
+    REWARD_WEIGHTS,
+    completion_text,
+    field_reward,
+    grounding_penalty,
+    json_reward,
+    reward_table,
+    sampled_reward,
+    schema_reward,
+)

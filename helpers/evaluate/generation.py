@@ -88,14 +88,17 @@ def generate_tokens(
     progress: bool = True,
     processor: Callable[[int], Any] | None = None,
     desc: str = "generate",
+    sampling: dict[str, Any] | None = None,
 ) -> list[tuple[list[int], bool]]:
     """The batched greedy loop behind :func:`generate` (and ``constrained_generate``): per conversation, in input
     order, the new token ids up to the first end token and whether one was reached. ``processor(n_rows)``, if given,
-    returns a logits processor for each batch."""
+    returns a logits processor for each batch; ``sampling`` (e.g. ``{"do_sample": True, "temperature": 0.8}``)
+    replaces greedy decoding's settings."""
     import torch
     from tqdm.auto import tqdm
 
     settings = decoding_kwargs(model, tokenizer, max_new_tokens)  # greedy, no penalties, every EOS id
+    settings.update(sampling or {})
     eos_ids = settings["eos_token_id"]
     prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -130,11 +133,15 @@ def generate(
     max_new_tokens: int,
     batch_size: int = 16,
     progress: bool = True,
+    sampling: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Batched greedy answers to chat prompts, in input order, new text only. Taught in 04_evaluation."""
+    """Batched greedy answers to chat prompts, in input order, new text only. Taught in 04_evaluation.
+
+    ``sampling`` (``{"do_sample": True, "temperature": 0.8}``) samples instead: how GRPO explores (07).
+    """
     if max_new_tokens < 1 or batch_size < 1:
         raise EvaluationError(f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must both be >= 1")
     if not getattr(tokenizer, "chat_template", None):
         raise EvaluationError("the tokenizer has no chat_template: load it with helpers.models.load_tokenizer(cfg)")
-    rows = generate_tokens(model, tokenizer, conversations, max_new_tokens, batch_size, progress)
+    rows = generate_tokens(model, tokenizer, conversations, max_new_tokens, batch_size, progress, sampling=sampling)
     return [tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens, _ in rows]
