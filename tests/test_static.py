@@ -52,6 +52,7 @@ def test_opening_and_parameters(nb):
     assert first.cell_type == "markdown" and first.source.startswith("# "), "starts with an H1 title"
     assert "colab.research.google.com/github/" in first.source and nb.path.name in first.source, "Colab badge"
     assert "What you will learn" in first.source
+    assert re.search(r"\*\*Time:\*\* `cpu-tiny` [^;]+; GPU profiles: ", first.source), "how long it takes, per profile"
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{nb.path.name}: exactly one cell tagged 'parameters', found {len(tagged)}"
     lines = [ln for ln in tagged[0].source.splitlines() if ln.strip()]
