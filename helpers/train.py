@@ -1013,8 +1013,8 @@ def plot_lora(model: Any, r: int, layer: str = "gate_proj") -> Any:
     ax.text(x_a + d_in / 2, d_out - thick - 0.04 * side,
             f"A (trained)\nr x d_in\n= {r} x {d_in}\n{n_a:,} parameters", ha="center", va="top", fontsize=8)
     scale = "" if thick == r else f" (r = {r} is drawn wider than to scale)"
-    ax.set_title(f"{name}: output = W x + (alpha / r) B A x\nthe adapter trains r (d_out + d_in) = {n_b + n_a:,} parameters, "
-                 f"{100 * (n_b + n_a) / n_w:.1f}% of W's {n_w:,}{scale}", fontsize=9)
+    ax.set_title(f"{name}: output = W x + (alpha / r) B A x\nthe adapter trains r (d_out + d_in) = "
+                 f"{n_b + n_a:,} parameters, {100 * (n_b + n_a) / n_w:.1f}% of W's {n_w:,}{scale}", fontsize=9)
     ax.set_xlim(-0.05 * side, x_a + d_in + 0.05 * side)
     ax.set_ylim(-0.45 * side, d_out + 0.03 * side)
     ax.set_aspect("equal")

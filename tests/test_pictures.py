@@ -75,6 +75,20 @@ def test_absmax_normalise_divides_each_block_of_64_by_its_absmax():
     assert models.absmax_normalise(torch.zeros(64)).abs().sum() == 0  # no 0 / 0
 
 
+
+@pytest.mark.parametrize("shape", [(96, 70), (10, 13)])  # whole blocks of 64; a last, shorter block
+def test_nearest_level_times_block_absmax_is_what_bitsandbytes_dequantizes(shape):
+    import bitsandbytes.functional as F
+
+    torch.manual_seed(1)
+    weight = torch.randn(*shape) * 0.02
+    packed, state = F.quantize_4bit(weight, blocksize=models.NF4_BLOCKSIZE, quant_type="nf4")
+    levels = torch.tensor(models.nf4_levels())
+    normed = models.absmax_normalise(weight)
+    nearest = levels[(normed[:, None] - levels[None]).abs().argmin(1)]
+    scale = state.absmax.repeat_interleave(models.NF4_BLOCKSIZE)[: weight.numel()]
+    assert torch.allclose(nearest * scale, F.dequantize_4bit(packed, state).flatten(), atol=1e-7)
+
 # ------------------------------------------------------------------------------------------------ decision tree
 
 
