@@ -475,8 +475,7 @@ def plot_memory(shape: ModelShape, setup: TrainSetup, gpus: Sequence[GPU] = GPUS
         heights = [e.components.get(name, 0.0) / GIB for _, e in bars.values()]
         ax.bar(xs, heights, 0.6, bottom=bottoms, label=name.replace("_", " "), color=f"C{j}", gid=name)
         bottoms = [b + h for b, h in zip(bottoms, heights)]
-    for x, (gpu, (result, est)) in enumerate(bars.items()):
-        ax.text(x, est.total_gib + top * 0.01, f"{est.total_gib:.2f}", ha="center", va="bottom", fontsize=8)
+    for x, gpu in enumerate(bars):
         if gpu not in capacity:
             continue
         if capacity[gpu] <= top:
@@ -485,13 +484,14 @@ def plot_memory(shape: ModelShape, setup: TrainSetup, gpus: Sequence[GPU] = GPUS
         else:
             ax.text(x, top * 0.97, f"{capacity[gpu]:g} GiB\n(above)", ha="center", va="top", fontsize=7,
                     gid=f"capacity {gpu}")
-    labels = ["as asked"] + [f"{g}\n{r.replace('fits with these changes', 'fits with changes')}"
-                             for g, (r, _) in list(bars.items())[1:]]
+    labels = [f"{name}\n{result.replace('fits with these changes', 'fits with changes') or 'this setup'}\n"
+              f"{est.total_gib:.2f} GiB" for name, (result, est) in bars.items()]
     ax.set_xticks(list(xs), labels, fontsize=8)
     ax.set_ylim(0, top)
     ax.set_ylabel("GiB (estimated peak of one step)")
-    ax.set_title(title or f"{shape.name}, {setup.method}, seq {setup.seq_len} x batch {setup.batch}: "
-                 "what fills the memory", fontsize=10)
+    model = shape.name.rstrip("/").split("/")[-1]  # a folder or hub id: its last part
+    ax.set_title(title or f"{model}, {setup.method}, seq {setup.seq_len} x batch {setup.batch}: what fills the memory",
+                 fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
