@@ -203,6 +203,79 @@ def tree_problems() -> list[str]:
     return problems
 
 
+APPROACH_COLORS = {"prompting": "C0", "rag": "C2", "fine-tuning": "C1", "rag+fine-tuning": "C4"}
+
+
+def tree_layout() -> dict[str, tuple[float, float]]:
+    """(column, row) of every node and leaf of :data:`TREE`: questions by depth from :data:`ROOT`, leaves in one
+    last column in the order a walk meets them, each question centred on what it leads to."""
+    depth: dict[str, int] = {}
+    rows: dict[str, float] = {}
+
+    def place(node_id: str, level: int) -> float:
+        item = TREE[node_id]
+        if node_id in rows:
+            return rows[node_id]
+        if isinstance(item, Leaf):
+            rows[node_id] = float(sum(isinstance(TREE[i], Leaf) for i in rows))
+            return rows[node_id]
+        depth[node_id] = level
+        children = list(dict.fromkeys(item.branches.values()))  # two answers may lead to the same place
+        rows[node_id] = sum(place(c, level + 1) for c in children) / len(children)
+        return rows[node_id]
+
+    place(ROOT, 0)
+    last = max(depth.values()) + 1.6  # room for the answer labels in front of the leaves
+    return {i: (float(depth.get(i, last)), rows[i]) for i in rows}
+
+
+def plot_tree() -> "Figure":
+    """The decision tree drawn from :data:`TREE`: one box per question and per leaf, answers on the arrows.
+
+    Taught in 01_decide. Leaves are coloured by approach.
+    """
+    import textwrap
+
+    from matplotlib.patches import FancyBboxPatch, Patch
+
+    from helpers.train import _pyplot
+
+    plt = _pyplot()
+    where = tree_layout()
+    n_rows = max(y for _, y in where.values()) + 1
+    fig, ax = plt.subplots(figsize=(16, 0.55 * n_rows + 1.2))
+    w, h = 0.72, 0.8  # box size in (column, row) units
+    for node in NODES:  # arrows first, under the boxes
+        x0, y0 = where[node.id]
+        targets: dict[str, list[str]] = {}
+        for label, target in node.branches.items():
+            targets.setdefault(target, []).append(label)
+        for target, labels in targets.items():
+            x1, y1 = where[target]
+            ax.annotate("", (x1 - w / 2, y1), (x0 + w / 2, y0), arrowprops={"arrowstyle": "->", "color": "0.5"})
+            at = 0.3 if x1 - x0 > 1.5 else 0.5  # a third of the way along long arrows: fans stay apart
+            ax.text(x0 + w / 2 + at * (x1 - x0 - w), y0 + at * (y1 - y0), " / ".join(labels), fontsize=7,
+                    ha="center", va="center", color="0.2", bbox={"fc": "white", "ec": "none", "pad": 0.5})
+    for item_id, (x, y) in where.items():
+        item = TREE[item_id]
+        if isinstance(item, Node):
+            text, color, size = textwrap.fill(item.text, 32), "white", 7
+        else:
+            text, color, size = f"{item.approach.upper()}\n({item.id})", APPROACH_COLORS[item.approach], 7.5
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0,rounding_size=0.08",
+                                    fc=color, ec="0.3", alpha=0.9 if isinstance(item, Leaf) else 1, gid=item_id))
+        ax.text(x, y, text, ha="center", va="center", fontsize=size)
+    ax.set_xlim(-0.5, max(x for x, _ in where.values()) + 0.5)
+    ax.set_ylim(n_rows - 0.4, -0.6)  # the first leaf on top
+    ax.axis("off")
+    ax.legend(handles=[Patch(fc=c, label=a) for a, c in APPROACH_COLORS.items()], loc="lower left", fontsize=8,
+              title="leaf: approach", title_fontsize=8)
+    ax.set_title(f"Prompting, RAG or fine-tuning: {len(NODES)} questions, {len(LEAVES)} answers (start at the left)")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 # ------------------------------------------------------------------------------------------------ comparison table
 
 # General expectations from the guides, not measurements: the course's measured numbers are in the decision table

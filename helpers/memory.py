@@ -412,23 +412,91 @@ def _changes(setup: TrainSetup) -> list[tuple[str, TrainSetup]]:
     return steps
 
 
-def verdict(shape: ModelShape, setup: TrainSetup, memory_gib: float) -> dict[str, Any]:
-    """``fits`` / ``fits with these changes`` (listed) / ``does not fit`` for one memory size. Taught in 03."""
+def _fit(shape: ModelShape, setup: TrainSetup, memory_gib: float) -> tuple[str, Estimate, Estimate, list[str]]:
+    """(verdict, estimate as asked, estimate after the changes walked, changes applied) for one memory size."""
     budget = memory_gib * HEADROOM
     first = estimate(shape, setup)
     if first.total_gib <= budget:
-        return {"verdict": "fits", "total_gib": round(first.total_gib, 2), "changes": []}
+        return "fits", first, first, []
     applied: list[str] = []
     last = first
     for description, changed in _changes(setup):
         applied.append(description)
         last = estimate(shape, changed)
         if last.total_gib <= budget:
-            # total_gib: this setup as asked; changed_gib: after the changes
-            return {"verdict": "fits with these changes", "total_gib": round(first.total_gib, 2),
-                    "changed_gib": round(last.total_gib, 2), "changes": net_changes(applied)}
+            return "fits with these changes", first, last, applied
+    return "does not fit", first, last, applied
+
+
+def verdict(shape: ModelShape, setup: TrainSetup, memory_gib: float) -> dict[str, Any]:
+    """``fits`` / ``fits with these changes`` (listed) / ``does not fit`` for one memory size. Taught in 03."""
+    result, first, last, applied = _fit(shape, setup, memory_gib)
+    if result == "fits":
+        return {"verdict": "fits", "total_gib": round(first.total_gib, 2), "changes": []}
+    if result == "fits with these changes":
+        # total_gib: this setup as asked; changed_gib: after the changes
+        return {"verdict": "fits with these changes", "total_gib": round(first.total_gib, 2),
+                "changed_gib": round(last.total_gib, 2), "changes": net_changes(applied)}
     return {"verdict": "does not fit", "total_gib": round(first.total_gib, 2), "changes": [],
             "smallest_gib": round(last.total_gib, 2)}
+
+
+def gpu_estimates(shape: ModelShape, setup: TrainSetup, gpus: Sequence[GPU] = GPUS) -> dict[str, tuple[str, Estimate]]:
+    """Per GPU, its verdict and the estimate it is about: the setup as asked when it fits, else after the changes
+    (``fits with these changes``), else the smallest setup tried (``does not fit``). Drawn by :func:`plot_memory`."""
+    out = {}
+    for gpu in gpus:
+        result, _first, last, _applied = _fit(shape, setup, gpu.memory_gib)
+        out[gpu.name] = (result, last)
+    return out
+
+
+def plot_memory(shape: ModelShape, setup: TrainSetup, gpus: Sequence[GPU] = GPUS, title: str = "") -> Any:
+    """The estimate as stacked bars, as asked and per GPU (after the changes it needs), capacity as lines.
+
+    Taught in 03_qlora_training. Each GPU's bar is the setup its verdict is about; the solid line is its memory, the
+    dashed line what the pre-flight lets a run use (5% headroom). A capacity far above every bar is written at the
+    top instead of squashing the bars.
+    """
+    from helpers.train import _pyplot
+
+    plt = _pyplot()
+    bars = {"as asked": ("", estimate(shape, setup))}
+    bars.update(gpu_estimates(shape, setup, gpus))
+    capacity = {gpu.name: gpu.memory_gib for gpu in gpus}
+    names = [k for k in bars["as asked"][1].components if any(e.components.get(k, 0) > 0 for _, e in bars.values())]
+    highest = max(e.total_gib for _, e in bars.values())
+    near = [c for c in capacity.values() if c <= 3 * highest]  # capacities drawn to scale with the bars
+    top = max([highest * 1.25] + [c * 1.08 for c in near])
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    xs = range(len(bars))
+    bottoms = [0.0] * len(bars)
+    for j, name in enumerate(names):
+        heights = [e.components.get(name, 0.0) / GIB for _, e in bars.values()]
+        ax.bar(xs, heights, 0.6, bottom=bottoms, label=name.replace("_", " "), color=f"C{j}", gid=name)
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    for x, gpu in enumerate(bars):
+        if gpu not in capacity:
+            continue
+        if capacity[gpu] <= top:
+            ax.hlines(capacity[gpu], x - 0.4, x + 0.4, colors="black", lw=2, gid=f"capacity {gpu}")
+            ax.hlines(capacity[gpu] * HEADROOM, x - 0.4, x + 0.4, colors="black", lw=1, linestyles="--")
+        else:
+            ax.text(x, top * 0.97, f"{capacity[gpu]:g} GiB\n(above)", ha="center", va="top", fontsize=7,
+                    gid=f"capacity {gpu}")
+    labels = [f"{name}\n{result.replace('fits with these changes', 'fits with changes') or 'this setup'}\n"
+              f"{est.total_gib:.2f} GiB" for name, (result, est) in bars.items()]
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_ylim(0, top)
+    ax.set_ylabel("GiB (estimated peak of one step)")
+    model = shape.name.rstrip("/").split("/")[-1]  # a folder or hub id: its last part
+    ax.set_title(title or f"{model}, {setup.method}, seq {setup.seq_len} x batch {setup.batch}: what fills the memory",
+                 fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def net_changes(applied: list[str]) -> list[str]:

@@ -260,6 +260,66 @@ def model_size(model: "PreTrainedModel") -> dict[str, float]:
     return {"params_m": params / 1e6, "footprint_mb": model.get_memory_footprint() / 2**20}
 
 
+NF4_BLOCKSIZE = 64  # weights per absmax scale in bitsandbytes' 4-bit quantization (QLoRA paper)
+
+
+def nf4_levels() -> list[float]:
+    """The 16 values an NF4 code can stand for, read from bitsandbytes' own table (``get_4bit_type("nf4")``)."""
+    from bitsandbytes.functional import get_4bit_type
+
+    return get_4bit_type("nf4", device="cpu").tolist()
+
+
+def absmax_normalise(weight: Any, blocksize: int = NF4_BLOCKSIZE) -> Any:
+    """The weight flattened into blocks of ``blocksize`` consecutive values, each divided by its largest absolute
+    value: the numbers in [-1, 1] that bitsandbytes rounds to the nearest NF4 level (a last, shorter block too)."""
+    import torch
+
+    flat = weight.detach().float().flatten().cpu()
+    cut = flat.numel() - flat.numel() % blocksize
+    parts = [flat[:cut].view(-1, blocksize), flat[cut:].view(1, -1)]
+    tiny = torch.finfo(torch.float32).tiny  # an all-zero block stays zero instead of 0 / 0
+    return torch.cat([p.div(p.abs().amax(1, keepdim=True).clamp_min(tiny)).flatten() for p in parts if p.numel()])
+
+
+def plot_nf4(weight: Any, name: str = "", blocksize: int = NF4_BLOCKSIZE) -> Any:
+    """NF4's 16 levels over the normal curve they are cut from and a real weight matrix's histogram. Taught in 00_setup.
+
+    The weights are divided by the absmax of their block, as bitsandbytes does before rounding each to the nearest
+    level; the curve is N(0, 1) rescaled the way NF4 is built (its outermost quantile becomes 1).
+    """
+    import inspect
+    from statistics import NormalDist
+
+    import numpy as np
+    from bitsandbytes.functional import create_normal_map
+
+    from helpers.train import _pyplot
+
+    plt = _pyplot()
+    levels = nf4_levels()
+    values = absmax_normalise(weight, blocksize).numpy()
+    # NF4's levels are N(0, 1) quantiles divided by the quantile at `offset`: the same rescaling maps the pdf
+    edge = NormalDist().inv_cdf(inspect.signature(create_normal_map).parameters["offset"].default)
+    x = np.linspace(-1, 1, 401)
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    ax.hist(values, bins=np.linspace(-1, 1, 129), density=True, color="C0", alpha=0.5,
+            label=f"weights / absmax of their block of {blocksize} ({values.size:,} values)")
+    ax.plot(x, [edge * NormalDist().pdf(edge * v) for v in x], color="C1", lw=2,
+            label=f"N(0, 1) scaled so that {edge:.2f} standard deviations -> 1 (how NF4 is built)")
+    for i, level in enumerate(levels):
+        ax.axvline(level, color="black", lw=0.8, alpha=0.7, gid="nf4-level",
+                   label="the 16 NF4 levels (bitsandbytes' table)" if i == 0 else None)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel("value / block absmax")
+    ax.set_ylabel("density")
+    ax.set_title(f"{name or 'weight'} {tuple(weight.shape)}: NF4 puts its levels where the weights are", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------------- stand-ins
 
 MODEL_CONFIGS_DIR = TINY_MODEL_DIR.parent / "model-configs"

@@ -969,6 +969,61 @@ def plot_runs(table: "Any", metrics: Sequence[str] = ("field_accuracy", "json_va
     return fig
 
 
+def linear_dims(model: Any, layer: str = "gate_proj") -> tuple[str, int, int]:
+    """(module name, out_features, in_features) of the first linear of ``model`` whose name ends with ``layer``.
+
+    Works on a plain, a 4-bit (``Linear4bit``) or a PEFT-wrapped model: the shape is read from the module, not from
+    its (possibly packed) weight tensor.
+    """
+    for name, module in model.named_modules():
+        if name.split(".")[-1] == layer and hasattr(module, "in_features") and hasattr(module, "out_features"):
+            return name, int(module.out_features), int(module.in_features)
+    linears = sorted({n.split(".")[-1] for n, m in model.named_modules() if hasattr(m, "in_features")})
+    raise TrainingSetupError(f"no linear layer named {layer!r} in the model: use one of {', '.join(linears)}")
+
+
+def plot_lora(model: Any, r: int, layer: str = "gate_proj") -> Any:
+    """One layer's frozen W (d_out x d_in) beside LoRA's B (d_out x r) and A (r x d_in), with parameter counts.
+
+    Taught in 03_qlora_training. Rectangles are drawn to scale, except that r is widened to stay visible when it is
+    a sliver of the layer (the figure says so). ``model`` is any model holding the layer (4-bit, PEFT or not).
+    """
+    from matplotlib.patches import Rectangle
+
+    plt = _pyplot()
+    name, d_out, d_in = linear_dims(model, layer)
+    n_w, n_b, n_a = d_out * d_in, d_out * r, r * d_in
+    side = max(d_out, d_in)
+    thick = max(r, 0.04 * side)  # drawn thickness of r: to scale when r is not a sliver
+    gap = 0.5 * side
+    x_b = d_in + gap
+    x_a = x_b + thick + 0.25 * gap
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    shapes = {"W": (0, 0, d_in, d_out, "0.8"), "B": (x_b, 0, thick, d_out, "C1"),
+              "A": (x_a, d_out - thick, d_in, thick, "C1")}
+    for gid, (x, y, w, h, color) in shapes.items():
+        ax.add_patch(Rectangle((x, y), w, h, facecolor=color, edgecolor="black", gid=gid))
+    below = -0.04 * side
+    ax.text(d_in / 2, below, f"W (frozen)\nd_out x d_in\n= {d_out} x {d_in}\n{n_w:,} parameters",
+            ha="center", va="top", fontsize=8)
+    ax.text(d_in + gap / 2, d_out / 2, "+", ha="center", va="center", fontsize=18)
+    ax.text(x_b + thick + 0.125 * gap, d_out - thick / 2, "x", ha="center", va="center", fontsize=11)
+    ax.text(x_b + thick / 2, below, f"B (trained)\nd_out x r\n= {d_out} x {r}\n{n_b:,} parameters",
+            ha="center", va="top", fontsize=8)
+    ax.text(x_a + d_in / 2, d_out - thick - 0.04 * side,
+            f"A (trained)\nr x d_in\n= {r} x {d_in}\n{n_a:,} parameters", ha="center", va="top", fontsize=8)
+    scale = "" if thick == r else f" (r = {r} is drawn wider than to scale)"
+    ax.set_title(f"{name}: output = W x + (alpha / r) B A x\nthe adapter trains r (d_out + d_in) = "
+                 f"{n_b + n_a:,} parameters, {100 * (n_b + n_a) / n_w:.1f}% of W's {n_w:,}{scale}", fontsize=9)
+    ax.set_xlim(-0.05 * side, x_a + d_in + 0.05 * side)
+    ax.set_ylim(-0.45 * side, d_out + 0.03 * side)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 def learning_rate_schedule(learning_rate: float, max_steps: int, warmup_steps: float = DEFAULTS.warmup_steps,
                            scheduler: str = DEFAULTS.lr_scheduler_type) -> list[float]:
     """The learning rate at every optimizer step, from transformers' own scheduler. Taught in 05_iterate.

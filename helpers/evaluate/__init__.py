@@ -12,6 +12,7 @@ One module per topic; every public name is importable from ``helpers.evaluate`` 
 - ``metrics``: :func:`parse_json`, :func:`score_rows`, :func:`aggregate`, :func:`score` and the metric functions
 - ``error_analysis``: :data:`ERROR_KINDS`, :func:`error_kinds`, :func:`error_table`, :func:`failure_groups`,
   :func:`group_counts`
+- ``confusion``: :func:`category_confusion`, :func:`plot_confusion` (reference x predicted category counts)
 - ``ab``: :func:`paired_bootstrap`, :func:`plot_ab`
 - ``judge``: the judge prompt, verdict parsing, :func:`judge_pairwise` and the judges
 - ``canaries``: forgetting checks (:class:`Canary`, :func:`run_canaries`, :func:`default_canaries`)
@@ -58,6 +59,7 @@ from helpers.evaluate.metrics import (
     token_f1,
     unicode_tokens,
 )
+from helpers.evaluate.confusion import category_confusion, plot_confusion
 from helpers.evaluate.ab import paired_bootstrap, plot_ab
 from helpers.evaluate.judge import (
     JUDGE_RUBRIC,
