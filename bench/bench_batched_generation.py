@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.results import command_line, table, write_section
 
     write_section("bench_batched_generation", "Batched generation (`bench/bench_batched_generation.py`)", [
-        f"{cfg.model_id} ({cfg.name}{', 4-bit' if cfg.load_in_4bit else ''}), {args.prompts} prompts, max_new_tokens "
+        f"{config.repo_relative(cfg.model_id)} ({cfg.name}{', 4-bit' if cfg.load_in_4bit else ''}), {args.prompts} "
+        f"prompts, max_new_tokens "
         f"{args.max_new_tokens}.", "",
         *table(["one at a time s", f"batched (batch {args.batch_size}) s", "speed-up (target >= 5x)",
                 "identical answers"],

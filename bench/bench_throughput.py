@@ -15,8 +15,10 @@ threads do not leak from one to the next. Only how the rows become batches (or h
 * ``lora_fp32`` / ``lora_bf16``: the ``dynamic`` path on a 32-bit / 16-bit (bf16) base instead of the 4-bit one.
 
 Per variant: real tokens / second over ``--steps`` timed optimizer steps (after ``--warmup`` untimed ones), the pad
-fraction of the batches it trained on, seconds per step, peak RSS of the process and the weights' memory
-(``get_memory_footprint``). Printed as ratios to ``pad_to_max`` measured in the same run (target: the course's path,
+fraction of the batches it trained on, the attention scores SDPA computes per real token, seconds per step, peak RSS
+of the process and the weights' memory (``get_memory_footprint``). Every variant runs ``--rounds`` times, interleaved,
+and keeps its fastest round (a shared machine's load only ever slows a run down). Printed as ratios to
+``pad_to_max`` measured in the same run (target: the course's path,
 notebook 03's choice, >= 2x), plus a check that padding-free and packed batches give the same loss as padded ones
 (the attention backend must keep flattened rows apart). Written to ``bench/results.md``.
 """
@@ -40,6 +42,7 @@ from helpers import config, train  # noqa: E402
 VARIANTS = ("pad_to_max", "dynamic", "packing_bfd", "padding_free", "lora_fp32", "lora_bf16")
 BASELINE = "pad_to_max"
 TARGET = 2.0  # the course's path vs padding every row to max_length, in real tokens per second
+FLAT_RTOL = 1e-3  # padded vs flattened loss of the same rows: equal within this when the rows are kept apart
 
 
 def course_choice(cfg: config.Profile) -> str:
@@ -68,13 +71,17 @@ def variant_settings(name: str, cfg: config.Profile) -> tuple[config.Profile, bo
     raise ValueError(f"unknown variant {name!r}: use one of {', '.join(VARIANTS)}")
 
 
-def counting(collator, pad_id: int, counts: list[tuple[int, int]]):
-    """Wrap a data collator: record (real tokens, tokens) of every batch it builds, in order."""
+def counting(collator, pad_id: int, counts: list[tuple[int, int, int]]):
+    """Wrap a data collator: record (real tokens, tokens, attention scores) of every batch it builds, in order.
+
+    Attention scores = rows x length^2: what SDPA computes for the batch (a flattened padding-free batch is one row
+    as long as all its rows together; the block-diagonal mask hides most scores but they are still computed).
+    """
 
     def collate(examples):
         batch = collator(examples)
         ids = batch["input_ids"]
-        counts.append((int((ids != pad_id).sum()), int(ids.numel())))
+        counts.append((int((ids != pad_id).sum()), int(ids.numel()), int(ids.shape[0] * ids.shape[1] ** 2)))
         return batch
 
     return collate
@@ -111,7 +118,7 @@ def child(name: str, steps: int, warmup: int) -> dict:
     train.match_adapter_dtype(trainer.model, cfg)
     if quantized:
         train.keep_4bit_trainable(trainer.model)
-    counts: list[tuple[int, int]] = []
+    counts: list[tuple[int, int, int]] = []
     trainer.data_collator = counting(trainer.data_collator, tokenizer.pad_token_id, counts)
     times: list[float] = []
 
@@ -125,11 +132,12 @@ def child(name: str, steps: int, warmup: int) -> dict:
     trainer.add_callback(Timer())
     trainer.train()
     timed_t, timed_c = times[warmup:], counts[warmup:total]
-    real, all_tokens = sum(r for r, _ in timed_c), sum(t for _, t in timed_c)
+    real, all_tokens, scores = (sum(c[i] for c in timed_c) for i in range(3))
     losses = [h["train_loss"] for h in trainer.state.log_history if "train_loss" in h]
     return {"variant": name, "steps": len(timed_t), "s_per_step": sum(timed_t) / len(timed_t),
             "real_tokens_per_s": real / sum(timed_t), "pad_fraction": 1 - real / all_tokens,
-            "real_tokens_per_step": real / len(timed_t), "weights_mib": weights_mib,
+            "real_tokens_per_step": real / len(timed_t), "attention_per_real_token": scores / real,
+            "weights_mib": weights_mib,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "threads": torch.get_num_threads(), "train_loss": losses[-1] if losses else None}
 
@@ -179,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per variant")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (kernels, allocator)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="run every variant this many times, interleaved; the table keeps each one's fastest")
     parser.add_argument("--only", nargs="*", choices=VARIANTS, help="variants to run (pad_to_max always runs)")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help="results file (default bench/results.md)")
@@ -191,40 +201,40 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.get_profile("cpu-tiny")
     choice = course_choice(cfg)
     names = [BASELINE] + [n for n in VARIANTS if n != BASELINE and (not args.only or n in args.only)]
-    results = {}
-    for name in names:
-        results[name] = run_child(name, args.steps, args.warmup)
-        r = results[name]
-        print(f"{name:<13} {r['real_tokens_per_s']:8.0f} real tok/s  pad {r['pad_fraction']:5.1%}  "
-              f"{r['s_per_step']:.3f} s/step  peak RSS {r['peak_rss_mib']:.0f} MiB  weights {r['weights_mib']:.1f} MiB",
-              flush=True)
+    rounds: dict[str, list[dict]] = {name: [] for name in names}
+    for k in range(args.rounds):  # interleaved, so a burst of load on the machine hits every variant alike
+        for name in names:
+            r = run_child(name, args.steps, args.warmup)
+            rounds[name].append(r)
+            print(f"round {k + 1} {name:<13} {r['real_tokens_per_s']:8.0f} real tok/s  pad {r['pad_fraction']:5.1%}  "
+                  f"{r['s_per_step']:.3f} s/step  peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+    results = {name: max(runs, key=lambda r: r["real_tokens_per_s"]) for name, runs in rounds.items()}
+    spread = {name: (min(r["real_tokens_per_s"] for r in runs), max(r["real_tokens_per_s"] for r in runs))
+              for name, runs in rounds.items()}
     check = flat_loss_check()
-    same = abs(check["padded"] - check["padding_free"]) <= 1e-4 * abs(check["padded"])
+    # rounding in the 4-bit kernels moves the loss by ~1e-4 relative; rows that see each other moved it 3% (measured)
+    same = abs(check["padded"] - check["padding_free"]) <= FLAT_RTOL * abs(check["padded"])
+    verdict = (f"the same within {FLAT_RTOL:g} relative, rows kept apart" if same
+               else "DIFFERENT: this backend mixes flattened rows")
     base = results[BASELINE]["real_tokens_per_s"]
     ratio = results[choice]["real_tokens_per_s"] / base if choice in results else None
-    rows = [[n, f"{r['real_tokens_per_s']:.0f}", f"{r['real_tokens_per_s'] / base:.2f}x", f"{r['pad_fraction']:.1%}",
-             f"{r['real_tokens_per_step']:.0f}", f"{r['s_per_step']:.3f}", f"{r['peak_rss_mib']:.0f}",
+    rows = [[n, f"{r['real_tokens_per_s']:.0f}", f"{spread[n][0]:.0f}-{spread[n][1]:.0f}",
+             f"{r['real_tokens_per_s'] / base:.2f}x", f"{r['pad_fraction']:.1%}", f"{r['real_tokens_per_step']:.0f}",
+             f"{r['attention_per_real_token']:.0f}", f"{r['s_per_step']:.3f}", f"{r['peak_rss_mib']:.0f}",
              f"{r['weights_mib']:.1f}"] for n, r in results.items()]
     body = [f"`cpu-tiny` recipe (4-bit NF4 base, fp32 compute, batch {cfg.per_device_batch_size}, max_length "
             f"{cfg.max_seq_length}), {args.steps} timed steps after {args.warmup} per variant, each in a fresh process "
-            f"({results[BASELINE]['threads']} torch threads).", "",
-            *table(["variant", "real tok/s", "vs pad_to_max", "pad fraction", "real tok/step", "s/step",
-                    "peak RSS MiB", "weights MiB"], rows), "",
+            f"({results[BASELINE]['threads']} torch threads); {args.rounds} interleaved round(s), the fastest kept "
+            f"(the range shows how much the machine's load moved the figures).", "",
+            *table(["variant", "real tok/s", "range over rounds", "vs pad_to_max", "pad fraction", "real tok/step",
+                    "attention scores / real token", "s/step", "peak RSS MiB", "weights MiB"], rows), "",
             f"Notebook 03's choice for this data: `{choice}` (03 packs only when `train.packing_helps` says padding "
             f"would waste > {train.DEFAULTS.packing_threshold:.0%}). "
             + (f"It trains {ratio:.2f}x the real tokens per second of padding every row to max_length (target >= "
                f"{TARGET:.0f}x: {'met' if ratio >= TARGET else 'NOT met'})." if ratio else ""),
             f"Padding-free loss check ({check['attn_implementation']} attention, 4 rows): padded "
             f"{check['padded']:.5f}, flattened {check['padding_free']:.5f}: "
-            f"{'the same, rows kept apart' if same else 'DIFFERENT: this backend mixes flattened rows'}."]
-    if "dynamic" in results:  # time per step = fixed + per-token cost, through the two padded variants
-        a, b = results[BASELINE], results["dynamic"]
-        ta, tb = a["real_tokens_per_step"] / (1 - a["pad_fraction"]), b["real_tokens_per_step"] / (1 - b["pad_fraction"])
-        per_token = (a["s_per_step"] - b["s_per_step"]) / (ta - tb) if ta != tb else float("nan")
-        fixed = a["s_per_step"] - per_token * ta
-        body.append(f"A straight line through pad_to_max and dynamic (s/step against tokens per step, pads included): "
-                    f"{fixed:.3f} s per step whatever the tokens plus {per_token * 1e3:.3f} ms per token, so the fixed "
-                    f"part is {fixed / b['s_per_step']:.0%} of a dynamic step: removing pads cannot remove it.")
+            f"{verdict}."]
     print("\n".join(body[2:]))
     write_section("throughput", "Training throughput (`bench/bench_throughput.py`)", body,
                   command_line(argv, "bench_throughput.py"), path=args.out or RESULTS)

@@ -179,11 +179,18 @@ def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def bench_results(path: Path = BENCH_RESULTS) -> str | None:
-    """The benchmarks' latest figures (``bench/results.md``) without its title, or None when no benchmark has run."""
+def bench_results(path: Path = BENCH_RESULTS, section: str | None = None) -> str | None:
+    """The benchmarks' latest figures (``bench/results.md``) without its title, or one benchmark's section.
+
+    Taught in 08_scale_out. None when the file, or the section (e.g. ``"throughput"``), is not there yet.
+    """
     if not path.is_file():
         return None
-    lines = path.read_text(encoding="utf-8").splitlines()
+    text = path.read_text(encoding="utf-8")
+    if section is not None:
+        begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+        return text.split(begin, 1)[1].split(end, 1)[0].strip() if begin in text and end in text else None
+    lines = text.splitlines()
     body = "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip()
     return body or None
 

@@ -1042,14 +1042,14 @@ class ScriptConfig:
         return dataclasses.replace(DEFAULTS, **{k: self.values[k] for k in DEFAULTS_KEYS if k in self.values})
 
     def file(self, key: str, split: str) -> Path:
-        """A data file: the config's path (relative paths from the repository root) or ``data/tickets/<split>.jsonl``."""
+        """A data file: the config's path (relative ones from the repository root) or ``data/tickets/<split>.jsonl``."""
         from helpers.config import REPO_ROOT
 
         value = self.values.get(key)
         return split_path(split) if value is None else (REPO_ROOT / Path(value).expanduser())
 
     def output_dir(self) -> Path:
-        """Where the adapter goes: the config's ``output_dir`` (from the repository root) or artifacts/<profile>/script."""
+        """The config's ``output_dir`` (relative ones from the repository root) or artifacts/<profile>/script."""
         from helpers.config import REPO_ROOT, artifacts_root
 
         value = self.values.get("output_dir")
@@ -1126,7 +1126,8 @@ def load_run_config(path: str | Path) -> ScriptConfig:
             raise ScriptConfigError(f"{where}: {key} = {value} must be {bound}: {key} is the {meaning}")
         values[key] = value
     if "profile" not in values:
-        raise ScriptConfigError(f"{path}: no `profile:` key: add one of {', '.join(PROFILES)}, e.g. `profile: cpu-tiny`")
+        raise ScriptConfigError(f"{path}: no `profile:` key: add one of {', '.join(PROFILES)}, e.g. "
+                                f"`profile: cpu-tiny`")
     if values["profile"] not in PROFILES:
         close = difflib.get_close_matches(values["profile"], PROFILES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -1141,7 +1142,7 @@ def _rank() -> int:
 
 
 def run_script(script: ScriptConfig, resume: bool | None = None) -> dict[str, Any]:
-    """Notebooks 03-04's pipeline from a run config: rows -> QLoRA -> adapter + manifest -> test scores. Taught in 08.
+    """Notebooks 03-04's pipeline from a run config: rows -> QLoRA -> adapter + manifest -> test scores.
 
     Runs the same :func:`fit` as notebooks 04-05, in one process or in each process of ``accelerate launch`` (the
     main process alone writes the manifest and scores the test rows). ``resume`` (or ``resume: true`` in the file)
@@ -1205,6 +1206,55 @@ def run_script(script: ScriptConfig, resume: bool | None = None) -> dict[str, An
     print(f"{m['global_step']} steps on {world} process(es), global batch {summary['global_batch']}, "
           f"{fitted.seconds:.0f} s; eval loss {m['best_eval_loss']}{scored}\nadapter and {MANIFEST_NAME}: {out}")
     return summary
+
+
+def data_parallel_batch(cfg: Profile, processes: int) -> tuple[int, int]:
+    """(per-device batch, accumulation) that keep the profile's global batch on ``processes`` devices. Taught in 08.
+
+    Global batch = per-device batch x accumulation x processes. Accumulation is cut first (the per-device batch, and
+    so each device's memory, stays as the profile sized it), then the per-device batch.
+    """
+    if processes < 1:
+        raise TrainingSetupError(f"processes must be >= 1, got {processes}")
+    global_batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps
+    if global_batch % processes:
+        raise TrainingSetupError(
+            f"profile {cfg.name!r} has a global batch of {global_batch} ({cfg.per_device_batch_size} x "
+            f"{cfg.gradient_accumulation_steps}), which {processes} processes cannot split evenly: use a number of "
+            f"processes that divides {global_batch}, or change per_device_batch_size / gradient_accumulation_steps")
+    per_process = global_batch // processes
+    per_device = max(d for d in range(1, min(cfg.per_device_batch_size, per_process) + 1) if per_process % d == 0)
+    return per_device, per_process // per_device
+
+
+def launch_script(config_path: str | Path, processes: int = 1, resume: bool = False, timeout: int = 3600,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``python -m helpers.train`` in a new process (``torchrun`` with ``processes`` > 1); return its manifest.
+
+    Taught in 08_scale_out, which launches the script from the notebook as a learner would from a terminal.
+    Several processes each get one CPU thread when the profile runs on the CPU (they share the machine's cores).
+    The script's last lines are logged; a failure raises with the end of its error output.
+    """
+    import subprocess
+
+    from helpers.config import REPO_ROOT
+
+    script = load_run_config(config_path)  # a bad file fails here, in one line, before any process starts
+    command = [sys.executable, "-m", "helpers.train", "--config", str(config_path)] + (["--resume"] if resume else [])
+    env = dict(os.environ)
+    if processes > 1:
+        command[1:3] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m",
+                        "helpers.train"]
+        if script.profile().device == "cpu":
+            env["OMP_NUM_THREADS"] = "1"
+    log("$ " + " ".join(["python"] + command[1:]))
+    run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if run.returncode != 0:
+        tail = "\n".join(run.stderr.strip().splitlines()[-15:])
+        raise TrainingSetupError(f"the script failed (exit {run.returncode}):\n{tail}")
+    for line in run.stdout.strip().splitlines()[-2:]:
+        log(line)
+    return json.loads((script.output_dir() / MANIFEST_NAME).read_text(encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,7 +76,7 @@ def test_the_throughput_benchmark_counts_real_and_padded_tokens():
     counts: list[tuple[int, int]] = []
     collate = bench_throughput.counting(lambda ex: {"input_ids": torch.tensor(ex)}, 0, counts)
     collate([[5, 6, 7, 0], [8, 0, 0, 0]])
-    assert counts == [(4, 8)]
+    assert counts == [(4, 8, 2 * 4**2)]
     cfg = get_profile("cpu-tiny")
     assert bench_throughput.variant_settings("pad_to_max", cfg)[2] == {"pad_to_multiple_of": cfg.max_seq_length}
     assert bench_throughput.variant_settings("packing_bfd", cfg)[2]["packing_strategy"] == "bfd"
@@ -97,3 +97,13 @@ def test_the_course_report_includes_the_benchmarks_when_present(tmp_path):
     md, html = course.write_report(done, run_dir, "cpu-tiny", bench=bench)
     assert "### Training throughput" in md.read_text() and "2026-01-05 on box" in md.read_text()
     assert "| v | 1.50x |" in html.read_text()
+
+
+def test_one_section_is_read_back_by_name(tmp_path):
+    bench = tmp_path / "results.md"
+    assert course.bench_results(bench, "throughput") is None
+    results.write_section("throughput", "Training throughput", ["body"], "c", bench, where="m", when="2026-01-06")
+    results.write_section("other", "Other", ["x"], "c", bench, where="m", when="2026-01-06")
+    section = course.bench_results(bench, "throughput")
+    assert section.startswith("## Training throughput") and section.endswith("body") and "Other" not in section
+    assert course.bench_results(bench, "missing") is None

@@ -153,7 +153,8 @@ def test_the_script_writes_an_adapter_a_manifest_and_test_scores(one_process):
     assert m["script"]["global_batch"] == 4 and m["script"]["launcher"] == "single process"
     assert m["script"]["scored_rows"] == 4 and 0 <= m["script"]["test_scores"]["field_accuracy"] <= 1
     assert [s for s, _ in m["script"]["train_losses"]] == [1, 2, 3, 4]
-    assert sorted(p.name for p in (one_process / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    checkpoints = sorted(p.name for p in (one_process / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-2", "checkpoint-4"]
 
 
 def test_two_processes_on_the_cpu_match_one_process_with_the_same_global_batch(one_process, tmp_path):
@@ -193,3 +194,19 @@ def test_resume_continues_from_the_newest_checkpoint(one_process, tmp_path):
     assert m["metrics"]["global_step"] == 6
     # steps 1-4 come back from the checkpoint's trainer state exactly as logged; 5 and 6 are new
     assert m["script"]["train_losses"][:4] == before and [s for s, _ in m["script"]["train_losses"][4:]] == [5, 6]
+
+
+@pytest.mark.parametrize("profile, processes, expected", [
+    ("cpu-tiny", 2, (2, 1)), ("cpu-tiny", 4, (1, 1)), ("t4", 2, (4, 2)), ("t4", 8, (2, 1)), ("a100", 2, (8, 1)),
+    ("a100", 8, (2, 1)), ("h100", 1, (16, 1)),
+])
+def test_the_global_batch_is_kept_across_processes(profile, processes, expected):
+    cfg = PROFILES[profile]
+    per_device, accumulation = train.data_parallel_batch(cfg, processes)
+    assert (per_device, accumulation) == expected
+    assert per_device * accumulation * processes == cfg.per_device_batch_size * cfg.gradient_accumulation_steps
+
+
+def test_a_global_batch_that_cannot_be_split_says_how_to_fix_it():
+    with pytest.raises(train.TrainingSetupError, match="3 processes cannot split evenly"):
+        train.data_parallel_batch(PROFILES["cpu-tiny"], 3)
