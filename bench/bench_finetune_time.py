@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 "budget (target <= 1)", "nbmake timeout margin"],
                [[steps, f"{run['train_s']:.1f}", f"{run['eval_loss']:.3f}", f"{seconds:.1f}",
                  f"{seconds / BUDGET_S:.2f}", f"{NBMAKE_TIMEOUT_S / seconds:.1f}x"]]),
-        "" if steps == cfg.max_steps else f"The full run's time is the timed steps' x {cfg.max_steps}/{steps}."],
+        "", "" if steps == cfg.max_steps else f"The full run's time is the timed steps' x {cfg.max_steps}/{steps}."],
         command_line(argv, "bench_finetune_time.py"))
     return 0 if seconds <= BUDGET_S else 1
 

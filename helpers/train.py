@@ -3,6 +3,9 @@
 Notebook 03 builds ``BitsAndBytesConfig``, ``LoraConfig``, ``SFTConfig`` and ``SFTTrainer`` in view of the learner;
 this module holds the glue around them and :func:`train_adapter`, the same recipe in one call for later notebooks
 ("teach once, import after": ``tests/test_train.py`` checks that both build the same configs).
+
+``python -m helpers.train --config configs/<profile>.yaml [--resume]`` runs the same recipe as a script, in one process
+or under ``torchrun`` / ``accelerate launch`` (:func:`run_script`, taught in 08_scale_out).
 """
 
 from __future__ import annotations

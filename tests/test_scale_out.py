@@ -210,3 +210,22 @@ def test_the_global_batch_is_kept_across_processes(profile, processes, expected)
 def test_a_global_batch_that_cannot_be_split_says_how_to_fix_it():
     with pytest.raises(train.TrainingSetupError, match="3 processes cannot split evenly"):
         train.data_parallel_batch(PROFILES["cpu-tiny"], 3)
+
+
+def test_the_notebooks_multi_gpu_commands_parse_and_name_files_that_exist():
+    """08's skip-execution launches cannot run here (no GPU); their arguments are checked with accelerate's parser."""
+    import shlex
+
+    import nbformat
+    from accelerate.commands.launch import launch_command_parser
+
+    nb = nbformat.read(REPO_ROOT / "notebooks" / "08_scale_out.ipynb", as_version=4)
+    lines = [line for c in nb.cells if "skip-execution" in c.metadata.get("tags", [])
+             for line in c.source.splitlines() if "accelerate launch" in line]
+    assert len(lines) == 3
+    for line in lines:
+        args = launch_command_parser().parse_args(shlex.split(line.split("accelerate launch", 1)[1]))
+        assert args.module and args.training_script == "helpers.train"
+        assert (REPO_ROOT / args.config_file).is_file()
+        script = load_run_config(REPO_ROOT / args.training_script_args[args.training_script_args.index("--config") + 1])
+        assert script.profile().device == "cuda"
