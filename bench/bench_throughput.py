@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [BASELINE] + [n for n in VARIANTS if n != BASELINE and (not args.only or n in args.only)]
     rounds: dict[str, list[dict]] = {name: [] for name in names}
     for k in range(args.rounds):  # interleaved, so a burst of load on the machine hits every variant alike
-        for name in names:
+        for name in names[k % len(names):] + names[:k % len(names)]:  # each round starts one variant later
             r = run_child(name, args.steps, args.warmup)
             rounds[name].append(r)
             print(f"round {k + 1} {name:<13} {r['real_tokens_per_s']:8.0f} real tok/s  pad {r['pad_fraction']:5.1%}  "
@@ -248,12 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         tokens = padded[0] / padded[1]
         seconds = statistics.median(x["s_per_step"] / y["s_per_step"]
                                     for x, y in zip(rounds[BASELINE], rounds["dynamic"]))
-        why = ("so part of a step does not grow with the batch's length (not measured one by one here: the 4-bit "
-               "layers' dequantization, the optimizer step, Python overhead), and it keeps the speed-up of removing "
-               "pads below the ratio of the tokens" if seconds < tokens else
-               "time grows at least as fast as the tokens: removing pads pays in full")
         body.append(f"Per step, pad_to_max computes {tokens:.2f}x the tokens (pads included) of dynamic padding and "
-                    f"takes {seconds:.2f}x the time (median of the rounds): {why}.")
+                    f"takes {seconds:.2f}x the time (median of the rounds). Where time grows in proportion to the "
+                    f"tokens, {tokens:.2f}x is what dynamic padding can gain on this data; the {TARGET:.0f}x target is "
+                    f"{'within' if tokens >= TARGET else 'beyond'} that bound.")
     print("\n".join(body[2:]))
     write_section("throughput", "Training throughput (`bench/bench_throughput.py`)", body,
                   command_line(argv, "bench_throughput.py"), path=args.out or RESULTS)
