@@ -44,6 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {cfg.model_id} ({cfg.name}), {args.prompts} prompts, max_new_tokens {args.max_new_tokens}")
     print(f"one at a time: {t_single:.2f} s   batched (batch {args.batch_size}): {t_batched:.2f} s")
     print(f"speed-up: {ratio:.1f}x (target >= 5x)   identical answers: {same}/{len(conversations)}")
+    from bench.results import command_line, table, write_section
+
+    write_section("bench_batched_generation", "Batched generation (`bench/bench_batched_generation.py`)", [
+        f"{config.repo_relative(cfg.model_id)} ({cfg.name}{', 4-bit' if cfg.load_in_4bit else ''}), {args.prompts} "
+        f"prompts, max_new_tokens "
+        f"{args.max_new_tokens}.", "",
+        *table(["one at a time s", f"batched (batch {args.batch_size}) s", "speed-up (target >= 5x)",
+                "identical answers"],
+               [[f"{t_single:.2f}", f"{t_batched:.2f}", f"{ratio:.1f}x", f"{same}/{len(conversations)}"]])],
+        command_line(argv, "bench_batched_generation.py"))
     return 0 if same == len(conversations) else 1
 
 

@@ -66,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, (seconds, metrics, cut) in results.items():
         print(f"{name:12s} {seconds:8.1f} {cut:4d} " + " ".join(f"{metrics[k]:12.3f}" for k in KEYS))
     print("first constrained answer:", fixed[0])
+    from bench.results import command_line, table, write_section
+
+    write_section("bench_constrained", "Schema-constrained decoding (`bench/bench_constrained.py`)", [
+        f"{len(rows)} test rows, {args.profile}{' 4-bit' if args.quantized else ''}"
+        f"{' + adapter ' + args.adapter if args.adapter else ' (no adapter)'}, max_new_tokens {args.max_new_tokens}, "
+        f"batch {args.batch_size}.", "",
+        *table(["decoding", "seconds", "cut at max_new_tokens", *KEYS],
+               [[name, f"{sec:.1f}", cut, *(f"{m[k]:.3f}" for k in KEYS)] for name, (sec, m, cut) in results.items()])],
+        command_line(argv, "bench_constrained.py"))
     return 0
 
 

@@ -37,6 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile {cfg.name}: {steps} QLoRA steps in {run['train_s']:.1f} s (eval loss {run['eval_loss']:.3f})")
     print(f"full run ({cfg.max_steps} steps): {seconds:.1f} s; budget {BUDGET_S} s; ratio {seconds / BUDGET_S:.2f} "
           f"(target <= 1); nbmake timeout margin {NBMAKE_TIMEOUT_S / seconds:.1f}x")
+    from bench.results import command_line, table, write_section
+
+    write_section("bench_finetune_time", "Fine-tune time (`bench/bench_finetune_time.py`)", [
+        f"Profile {cfg.name}: QLoRA through `train.quick_run` (no evaluations or checkpoints during training).", "",
+        *table(["steps timed", "seconds", "eval loss", f"full run ({cfg.max_steps} steps) s", f"ratio to {BUDGET_S} s "
+                "budget (target <= 1)", "nbmake timeout margin"],
+               [[steps, f"{run['train_s']:.1f}", f"{run['eval_loss']:.3f}", f"{seconds:.1f}",
+                 f"{seconds / BUDGET_S:.2f}", f"{NBMAKE_TIMEOUT_S / seconds:.1f}x"]]),
+        "", "" if steps == cfg.max_steps else f"The full run's time is the timed steps' x {cfg.max_steps}/{steps}."],
+        command_line(argv, "bench_finetune_time.py"))
     return 0 if seconds <= BUDGET_S else 1
 
 

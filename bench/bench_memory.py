@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':<18}{'params':>9}{'estimate':>11}{'measured':>11}{'ratio':>8}"
           f"{'weights est':>13}{'weights meas':>14}  (weights: + adapter, measured as RSS after loading)")
     failures = 0
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
             est = memory.estimate(shape_of(case), setup_of(case))
@@ -219,11 +220,20 @@ def main(argv: list[str] | None = None) -> int:
             ratio = est.total / got["measured"]
             failures += abs(ratio - 1) > TARGET
             mib = 2**20
+            rows.append([case.name, f"{shape_of(case).total_params() / 1e6:.0f}M", f"{est.total / mib:.0f}",
+                         f"{got['measured'] / mib:.0f}", f"{ratio:.2f}"])
             print(f"{case.name:<18}{shape_of(case).total_params() / 1e6:>8.0f}M{est.total / mib:>9.0f}MB"
                   f"{got['measured'] / mib:>9.0f}MB{ratio:>8.2f}"
                   f"{(est.components['weights'] + est.components['adapter']) / mib:>11.0f}MB"
                   f"{got['weights_measured'] / mib:>12.0f}MB", flush=True)
-    print(f"estimate / measured within +-{TARGET:.0%}: {len(cases) - failures} of {len(cases)} cases")
+    summary = f"estimate / measured within +-{TARGET:.0%}: {len(cases) - failures} of {len(cases)} cases"
+    print(summary)
+    from bench.results import command_line, table, write_section
+
+    write_section("bench_memory", "Memory estimate vs measured peak (`bench/bench_memory.py`)",
+                  [f"Peak RSS growth over {args.steps} training step(s) of random Llamas on the CPU, in MiB.", "",
+                   *table(["case", "params", "estimate MiB", "measured MiB", "estimate / measured"], rows), "",
+                   summary + "."], command_line(argv, "bench_memory.py"))
     return 1 if failures else 0
 
 

@@ -10,7 +10,9 @@ committed ``data/model-configs/*/config.json``) with Qwen2.5's chat template, th
 2. ``--steps`` QLoRA steps through ``SFTTrainer`` with the profile's sizes (rows filled to ``max_seq_length``, so the
    memory estimate's batch x sequence is what runs): seconds per step, tokens per second, and the measured peak
    (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``) next to ``helpers.memory``'s estimate;
-3. batched generation with the course's decoding (``evaluate.generate``): seconds and new tokens per second.
+3. batched generation with the course's decoding (``evaluate.generate``): seconds and new tokens per second;
+4. model FLOPs utilisation (MFU): ``6 * N * tokens/s / peak`` with N the model's parameters and the GPU's dense
+   tensor-core peak for the compute dtype (:data:`PEAK_TFLOPS`, from NVIDIA's datasheets).
 
 A stand-in generates noise: this checks code paths, memory and speed, never quality. Results are printed and written
 to ``bench/results.md`` with the GPU's name and the date. ``--cpu-rehearsal`` runs the same script on tiny stand-ins on
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import sys
 import tempfile
@@ -34,7 +35,49 @@ sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 from helpers import config, data, evaluate, memory, models, train  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.md"
-BEGIN, END = "<!-- gpu_check:begin -->", "<!-- gpu_check:end -->"
+
+# Dense (no structured sparsity) tensor-core peak in TFLOP/s per compute dtype, from NVIDIA's datasheets; the
+# datasheets' larger figures marked "with sparsity" are twice these. Matched against torch.cuda.get_device_name(),
+# first match wins (so "H100 PCIe" before "H100").
+#   T4: "NVIDIA T4 Tensor Core GPU" datasheet: 65 TFLOPS mixed-precision FP16/FP32 (no bf16 on compute capability 7.5).
+#   A100: "NVIDIA A100 Tensor Core GPU" datasheet: BF16 / FP16 Tensor Core 312 TFLOPS (624 with sparsity).
+#   L4: "NVIDIA L4 Tensor Core GPU" datasheet: BF16 / FP16 Tensor Core 242 TFLOPS with sparsity -> 121 dense.
+#   H100 PCIe / SXM: "NVIDIA H100 Tensor Core GPU" datasheet: BF16 / FP16 1,513 / 1,979 TFLOPS with sparsity ->
+#   756 / 989 dense. H200: "NVIDIA H200 Tensor Core GPU" datasheet: 1,979 with sparsity (SXM) -> 989 dense.
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "T4": {"float16": 65.0},
+    "A100": {"bfloat16": 312.0, "float16": 312.0},
+    "L4": {"bfloat16": 121.0, "float16": 121.0},
+    "H100 PCIe": {"bfloat16": 756.0, "float16": 756.0},
+    "H100": {"bfloat16": 989.0, "float16": 989.0},
+    "H200": {"bfloat16": 989.0, "float16": 989.0},
+}
+FLOPS_PER_PARAM_TOKEN = 6  # forward 2N + backward 4N per token (Kaplan et al. 2020): the usual MFU convention
+
+
+def peak_flops(device_name: str, dtype: str) -> float | None:
+    """The GPU's dense tensor-core peak in FLOP/s for ``dtype`` (``"bfloat16"``, ``"float16"``); None when unknown."""
+    for name, peaks in PEAK_TFLOPS.items():
+        if re.search(rf"\b{re.escape(name)}\b", device_name, flags=re.IGNORECASE) and dtype in peaks:
+            return peaks[dtype] * 1e12
+    return None
+
+
+def mfu(params: float, tokens_per_s: float, peak: float) -> float:
+    """Model FLOPs utilisation: ``6 * N * tokens/s`` over the peak (FLOP/s)."""
+    return FLOPS_PER_PARAM_TOKEN * params * tokens_per_s / peak
+
+
+def throughput(params: float, tokens_per_step: int, step_seconds: list[float], device_name: str, dtype: str,
+               warmup: int = 2) -> dict:
+    """Seconds per step, tokens/s and MFU from measured step times (the first ``warmup`` steps left out)."""
+    timed = step_seconds[warmup:] or step_seconds  # the first steps warm kernels and the allocator up
+    step_s = sum(timed) / len(timed)
+    tokens_per_s = tokens_per_step / step_s
+    peak = peak_flops(device_name, dtype)
+    return {"steps_timed": len(timed), "s_per_step": round(step_s, 3), "train_tokens_per_s": round(tokens_per_s, 1),
+            "peak_tflops": None if peak is None else peak / 1e12,
+            "mfu": None if peak is None else round(mfu(params, tokens_per_s, peak), 4)}
 
 
 def filled_rows(tokenizer, n: int, max_length: int) -> list[dict]:
@@ -99,10 +142,10 @@ def check_profile(name: str, steps: int, workdir: Path, cpu: bool) -> dict:
     memory.reset_peak(cfg.device)
     trainer.train()
     peak = memory.peak_gib(cfg.device)
-    timed = step_times[2:] or step_times  # the first steps warm kernels and the allocator up
-    step_s = sum(timed) / len(timed)
     tokens_per_step = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.max_seq_length
     est = memory.estimate(memory.resolve_shape(str(folder)), memory.setup_from_profile(cfg))
+    device = "CPU" if cpu else torch.cuda.get_device_name(0)
+    speed = throughput(est.shape.total_params(), tokens_per_step, step_times, device, cfg.bnb_compute_dtype)
     est_tensors = est.total_gib - est.components.get("cuda_overhead", 0) / memory.GIB  # what torch counts
 
     prompts = evaluate.conversations_from_rows(data.load_split("test")[:16])
@@ -116,8 +159,7 @@ def check_profile(name: str, steps: int, workdir: Path, cpu: bool) -> dict:
         "compute_dtype": cfg.bnb_compute_dtype, "flags": flags, "batch": cfg.per_device_batch_size,
         "grad_accum": cfg.gradient_accumulation_steps, "seq_len": cfg.max_seq_length,
         "build_s": round(build_s, 1), "load_4bit_s": round(load_s, 1), "max_abs_logit": round(max_logit, 2),
-        "steps_timed": len(timed), "s_per_step": round(step_s, 3),
-        "train_tokens_per_s": round(tokens_per_step / step_s, 1),
+        **speed,
         "peak_gib": None if peak is None else round(peak, 2), "est_gib": round(est_tensors, 2),
         "est_over_peak": None if not peak else round(est_tensors / peak, 2),
         "loss_first_last": [round(losses[0], 3), round(losses[-1], 3)] if losses else None,
@@ -127,25 +169,23 @@ def check_profile(name: str, steps: int, workdir: Path, cpu: bool) -> dict:
 
 
 def write_results(results: list[dict], device: str, path: Path) -> None:
-    """Replace the GPU-check section of ``bench/results.md`` with these results."""
-    lines = [BEGIN, f"## GPU check (`bench/gpu_check.py`)", "",
-             f"{time.strftime('%Y-%m-%d')} on {device} (Python {platform.python_version()}). Random-initialised "
-             "stand-ins of the profiles' real architectures, 4-bit NF4, through `SFTTrainer`: speed and memory, "
-             "not quality.", "",
-             "| profile | model | params | dtype | batch x accum x seq | s/step | train tok/s | peak GiB (measured) | "
-             "estimate GiB | est / peak | gen new tok/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r['profile']} | {r['model']} | {r['params_b']} B | {r['compute_dtype']} | {r['batch']} x "
-                     f"{r['grad_accum']} x {r['seq_len']} | {r['s_per_step']} | {r['train_tokens_per_s']} | "
-                     f"{r['peak_gib']} | {r['est_gib']} | {r['est_over_peak']} | {r['gen_new_tokens_per_s']} |")
-    lines += ["", "Estimate: `helpers.memory` minus its CUDA-context term (torch does not count the context).", END]
-    section = "\n".join(lines)
-    old = path.read_text() if path.is_file() else "# Benchmark results\n\nLatest figures of each benchmark, with the machine and the date.\n"
-    if BEGIN in old:
-        new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: section, old, flags=re.DOTALL)
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(new)
+    """Replace the GPU-check section of ``bench/results.md`` with these results (``bench.results.write_section``)."""
+    from bench.results import command_line, table, write_section
+
+    rows = [[r["profile"], r["model"], f"{r['params_b']} B", r["compute_dtype"],
+             f"{r['batch']} x {r['grad_accum']} x {r['seq_len']}", r["s_per_step"], r["train_tokens_per_s"],
+             "n/a" if r["mfu"] is None else f"{r['mfu']:.1%} of {r['peak_tflops']:.0f} TFLOP/s", r["peak_gib"],
+             r["est_gib"], r["est_over_peak"], r["gen_new_tokens_per_s"]] for r in results]
+    body = [f"Device: {device}. Random-initialised stand-ins of the profiles' real architectures, 4-bit NF4, through "
+            "`SFTTrainer`: speed and memory, not quality.", "",
+            *table(["profile", "model", "params", "dtype", "batch x accum x seq", "s/step", "train tok/s",
+                    "MFU (6N)", "peak GiB (measured)", "estimate GiB", "est / peak", "gen new tok/s"], rows), "",
+            "Estimate: `helpers.memory` minus its CUDA-context term (torch does not count the context). MFU: 6 x "
+            "parameters x tokens/s over the GPU's dense bf16/fp16 tensor-core peak (datasheets, `PEAK_TFLOPS` in "
+            "bench/gpu_check.py); the convention of full training: LoRA skips the frozen weights' gradients (about 2N "
+            "of the 6N) while gradient checkpointing recomputes the forward (+2N), so read it as a comparison "
+            "between runs, not as the hardware's exact load. n/a: no known peak for this device."]
+    write_section("gpu_check", "GPU check (`bench/gpu_check.py`)", body, command_line(None, "gpu_check.py"), path)
 
 
 def main(argv: list[str] | None = None) -> int:

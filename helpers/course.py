@@ -19,9 +19,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from helpers.config import NOTEBOOKS_DIR, RUNS_DIR, ProfileError, resolve_profile_name
+from helpers.config import NOTEBOOKS_DIR, REPO_ROOT, RUNS_DIR, ProfileError, resolve_profile_name
 
 METRICS_DIR_VAR, NOTEBOOK_VAR = "COURSE_METRICS_DIR", "COURSE_NOTEBOOK"
+BENCH_RESULTS = REPO_ROOT / "bench" / "results.md"  # the benchmarks' latest figures (bench/results.py writes it)
 
 
 def record(**metrics: Any) -> dict[str, Any]:
@@ -178,9 +179,30 @@ def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def write_report(results: list[NotebookResult], run_dir: Path, profile: str) -> tuple[Path, Path]:
-    """Write ``report.md`` and a self-contained ``report.html`` (images embedded) for a run."""
+def bench_results(path: Path = BENCH_RESULTS, section: str | None = None) -> str | None:
+    """The benchmarks' latest figures (``bench/results.md``) without its title, or one benchmark's section.
+
+    Taught in 08_scale_out. None when the file, or the section (e.g. ``"throughput"``), is not there yet.
+    """
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    if section is not None:
+        begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+        return text.split(begin, 1)[1].split(end, 1)[0].strip() if begin in text and end in text else None
+    lines = text.splitlines()
+    body = "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip()
+    return body or None
+
+
+def write_report(results: list[NotebookResult], run_dir: Path, profile: str,
+                 bench: Path = BENCH_RESULTS) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` (images embedded) for a run.
+
+    Both end with the benchmarks' latest figures (``bench/results.md``, each with its machine and date) when present.
+    """
     total = sum(r.seconds for r in results)
+    benchmarks = bench_results(bench)
     md = [f"# Course run {run_dir.name}", "", f"Profile `{profile}` · {len(results)} notebooks · "
           f"{total / 60:.1f} min", "", "| notebook | status | runtime | key metrics |", "|---|---|---|---|"]
     for r in results:
@@ -190,6 +212,9 @@ def write_report(results: list[NotebookResult], run_dir: Path, profile: str) -> 
     for r in results:
         if r.images:
             md += ["", f"## {r.name}", ""] + [f"![{name}]({name})" for name in r.images]
+    if benchmarks:
+        md += ["", "## Benchmarks (bench/results.md: not measured by this run)", "",
+               benchmarks.replace("\n## ", "\n### ")]
     md_path = run_dir / "report.md"
     md_path.write_text("\n".join(md) + "\n")
 
@@ -209,7 +234,9 @@ def write_report(results: list[NotebookResult], run_dir: Path, profile: str) -> 
             "img{max-width:48%;margin:4px}</style>"
             f"<h1>Course run {run_dir.name}</h1><p>Profile <code>{profile}</code> · {len(results)} notebooks · "
             f"{total / 60:.1f} min</p><table><tr><th>notebook</th><th>status</th><th>runtime</th>"
-            f"<th>key metrics</th></tr>{rows}</table>{figures}")
+            f"<th>key metrics</th></tr>{rows}</table>{figures}"
+            + (f"<h2>Benchmarks (bench/results.md: not measured by this run)</h2><pre>{html.escape(benchmarks)}</pre>"
+               if benchmarks else ""))
     html_path = run_dir / "report.html"
     html_path.write_text(page)
     return md_path, html_path

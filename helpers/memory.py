@@ -111,6 +111,7 @@ PRESETS: dict[str, ModelShape] = {
     "llama-3-8b": ModelShape("llama-3-8b", 128256, 4096, 14336, 32, 32, 8),
     "qwen2.5-1.5b": ModelShape("qwen2.5-1.5b", 151936, 1536, 8960, 28, 12, 2, tie_word_embeddings=True),
     "qwen2.5-7b": ModelShape("qwen2.5-7b", 152064, 3584, 18944, 28, 28, 4),
+    "llama-3-70b": ModelShape("llama-3-70b", 128256, 8192, 28672, 80, 64, 8),
 }
 ALIASES = {
     "huggyllama/llama-7b": "llama-7b", "huggyllama/llama-13b": "llama-13b", "huggyllama/llama-30b": "llama-33b",
@@ -119,6 +120,8 @@ ALIASES = {
     "meta-llama/llama-3.1-8b": "llama-3-8b", "meta-llama/llama-3.1-8b-instruct": "llama-3-8b",
     "qwen/qwen2.5-1.5b-instruct": "qwen2.5-1.5b", "qwen/qwen2.5-1.5b": "qwen2.5-1.5b",
     "qwen/qwen2.5-7b-instruct": "qwen2.5-7b", "qwen/qwen2.5-7b": "qwen2.5-7b",
+    "meta-llama/meta-llama-3-70b": "llama-3-70b", "meta-llama/meta-llama-3-70b-instruct": "llama-3-70b",
+    "meta-llama/llama-3.1-70b": "llama-3-70b", "meta-llama/llama-3.1-70b-instruct": "llama-3-70b",
 }
 
 
@@ -555,6 +558,33 @@ def method_rows(shape: ModelShape, setup: TrainSetup) -> list[dict[str, Any]]:
                      "weights_mb (estimated)": round(est.components["weights"] / 2**20, 1),
                      "est_peak_gib": round(est.total_gib, 3)})
     return rows
+
+
+STRATEGIES = ("ddp", "zero2", "fsdp")  # what each GPU holds: everything / weights + a shard of the rest / a shard
+SHARDED = {"ddp": (), "zero2": ("gradients", "optimizer", "optimizer_step_extra"),
+           "fsdp": ("weights", "adapter", "gradients", "optimizer", "optimizer_step_extra")}
+
+
+def per_device(est: Estimate, devices: int, strategy: str) -> dict[str, float]:
+    """Each GPU's share of an estimate (GiB by component and ``total``) under DDP, ZeRO-2 or FSDP / ZeRO-3.
+
+    Taught in 08_scale_out. DDP keeps a whole copy on every GPU; ZeRO-2 splits gradients and optimizer state across
+    the ``devices``; FSDP (= ZeRO-3) splits the weights too, and while a layer runs it gathers that layer whole (two
+    layers counted: the one running and the next, prefetched). Activations and logits depend on the per-device batch
+    (``est.setup.batch``) and are not split.
+    """
+    if strategy not in STRATEGIES:
+        raise MemoryEstimateError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if devices < 1:
+        raise MemoryEstimateError(f"devices must be >= 1, got {devices}")
+    out = {k: v / devices if k in SHARDED[strategy] else v for k, v in est.components.items()}
+    if strategy == "fsdp" and devices > 1:
+        layer = (est.components["weights"] - est.shape.other_params() * DTYPE_BYTES[est.setup.dtype]) \
+            / est.shape.num_layers
+        out["gathered_layers"] = 2 * layer * (1 - 1 / devices)
+    gib = {k: round(v / GIB, 3) for k, v in out.items()}
+    gib["total"] = round(sum(out.values()) / GIB, 3)
+    return gib
 
 
 def setup_from_profile(cfg: Any, method: str = "qlora", lora_targets: Sequence[str] = LINEAR_NAMES) -> TrainSetup:

@@ -88,17 +88,38 @@ def use_training_template(tokenizer: "PreTrainedTokenizerBase", log: Any = print
 # ---------------------------------------------------------------------------------------------------- loading
 
 
-def bnb_config(cfg: Profile) -> "BitsAndBytesConfig":
-    """The QLoRA quantization config (NF4, double quantization, the profile's compute dtype). Taught in 03."""
+def bnb_config(cfg: Profile, quant_storage: str | None = None) -> "BitsAndBytesConfig":
+    """The QLoRA quantization config (NF4, double quantization, the profile's compute dtype). Taught in 03.
+
+    ``quant_storage`` is the dtype the packed 4-bit weights are stored in (default uint8). FSDP and DeepSpeed ZeRO-3
+    shard only float tensors, so a sharded launch stores them in the compute dtype (see :func:`sharded_launch`).
+    """
     import torch
     from transformers import BitsAndBytesConfig
 
+    extra = {"bnb_4bit_quant_storage": getattr(torch, quant_storage)} if quant_storage else {}
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=getattr(torch, cfg.bnb_compute_dtype),
+        **extra,
     )
+
+
+def sharded_launch() -> str | None:
+    """``"fsdp"`` or ``"zero3"`` when ``accelerate launch`` shards the model's weights across processes, else None.
+
+    Taught in 08_scale_out. Read from the variables ``accelerate launch`` sets (``ACCELERATE_USE_FSDP``,
+    ``ACCELERATE_USE_DEEPSPEED`` with ``ACCELERATE_DEEPSPEED_ZERO_STAGE``). DDP and ZeRO-2 keep a whole copy of the
+    weights on every GPU, so they load the model as one process would.
+    """
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return "fsdp"
+    if (os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
+            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"):
+        return "zero3"
+    return None
 
 
 def _check_source(model_id: str) -> None:
@@ -199,15 +220,22 @@ def load_model(
     # bitsandbytes logs a warning on CPU about an optional hub kernel it cannot fetch offline; the fp32 path needs none.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.torch_dtype)}
-    if quantized:
+    sharded = sharded_launch()
+    if quantized and sharded:
+        # FSDP / ZeRO-3 (08_scale_out): 4-bit weights stored in the compute dtype so they can be sharded, the model
+        # in that same dtype, and no device_map: the launcher places the shards.
+        kwargs["quantization_config"] = bnb_config(cfg, quant_storage=cfg.bnb_compute_dtype)
+        kwargs["dtype"] = getattr(torch, cfg.bnb_compute_dtype)
+    elif quantized:
         kwargs["quantization_config"] = bnb_config(cfg)
-        kwargs["device_map"] = {"": "cpu"} if cfg.device == "cpu" else {"": 0}
+        # one whole copy per process: each process of a DDP launch on its own GPU (LOCAL_RANK), a single run on GPU 0
+        kwargs["device_map"] = {"": "cpu"} if cfg.device == "cpu" else {"": int(os.environ.get("LOCAL_RANK", "0"))}
     try:
         model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
     except Exception as err:  # noqa: BLE001 - OSError, safetensors' errors for a truncated file, ValueError...
         raise ModelLoadError(f"cannot load model {model_id!r}: {_first_line(err)}") from None
-    if not quantized and cfg.device == "cuda":
-        model = model.to("cuda")
+    if not quantized and cfg.device == "cuda" and not sharded:
+        model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     if "float16" in (cfg.torch_dtype, cfg.bnb_compute_dtype if quantized else cfg.torch_dtype):
         check_finite_logits(model)
     return model

@@ -3,6 +3,9 @@
 Notebook 03 builds ``BitsAndBytesConfig``, ``LoraConfig``, ``SFTConfig`` and ``SFTTrainer`` in view of the learner;
 this module holds the glue around them and :func:`train_adapter`, the same recipe in one call for later notebooks
 ("teach once, import after": ``tests/test_train.py`` checks that both build the same configs).
+
+``python -m helpers.train --config configs/<profile>.yaml [--resume]`` runs the same recipe as a script, in one process
+or under ``torchrun`` / ``accelerate launch`` (:func:`run_script`, taught in 08_scale_out).
 """
 
 from __future__ import annotations
@@ -641,7 +644,11 @@ def fit(
     validation = {"train": train_check.summary(), "validation": eval_check.summary() if eval_check else None,
                   "padding_fraction": padding_fraction(train_check.lengths, cfg.per_device_batch_size),
                   "packing": packing}
-    configs = {"bnb": bnb_config(cfg) if cfg.load_in_4bit else None, "peft": peft_config, "sft": training_args}
+    from helpers.models import sharded_launch
+
+    storage = cfg.bnb_compute_dtype if sharded_launch() else None  # what load_model used under FSDP / ZeRO-3
+    bnb = bnb_config(cfg, quant_storage=storage) if cfg.load_in_4bit else None
+    configs = {"bnb": bnb, "peft": peft_config, "sft": training_args}
     return Fitted(trainer, tokenizer, cfg, configs, validation, metrics, time.time() - started)
 
 
@@ -1061,3 +1068,314 @@ def tensorboard_scalars(log_dir: str | Path, tag: str = "train/loss") -> list[tu
         if tag in acc.Tags().get("scalars", []):
             points += [(e.step, e.value) for e in acc.Scalars(tag)]
     return sorted(points)
+
+
+# ---------------------------------------------------------------------------------------------------- the script
+
+# Keys of a run config (configs/<name>.yaml): the types each accepts and what it does. Profile fields change the
+# profile (helpers.config); TrainDefaults fields change the recipe's defaults; the rest belong to the script.
+SCRIPT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "profile": ((str,), "cpu-tiny, t4, l4, a100 or h100 (required)"),
+    "output_dir": ((str,), "adapter, manifest and checkpoints/ (default artifacts/<profile>/script)"),
+    "train_file": ((str,), "training rows, chat JSONL (default data/tickets/train.jsonl)"),
+    "validation_file": ((str,), "rows for the eval loss during training (default data/tickets/validation.jsonl)"),
+    "test_file": ((str,), "rows scored after training (default data/tickets/test.jsonl)"),
+    "train_limit": ((int,), "use only the first N training rows (0: all)"),
+    "validation_limit": ((int,), "use only the first N validation rows (0: all)"),
+    "score_limit": ((int,), "score the first N test rows (default: the profile's eval_limit; 0: all)"),
+    "score": ((bool,), "generate and score the test rows after training (default true)"),
+    "max_steps": ((int,), "optimizer steps (default: the profile's)"),
+    "per_device_batch_size": ((int,), "rows per process per forward pass (default: the profile's)"),
+    "gradient_accumulation_steps": ((int,), "forward passes per optimizer step (default: the profile's)"),
+    "learning_rate": ((float, int), "peak learning rate (default: the profile's)"),
+    "max_seq_length": ((int,), "tokens per row after the chat template (default: the profile's)"),
+    "lora_r": ((int,), "LoRA rank (default: the profile's)"),
+    "lora_alpha": ((int,), "LoRA alpha (default: the profile's)"),
+    "optim": ((str,), "transformers optimizer name (default: the profile's)"),
+    "lora_dropout": ((float, int), f"dropout on the LoRA input (default {DEFAULTS.lora_dropout})"),
+    "eval_steps": ((int,), f"evaluate and checkpoint every N steps (default {DEFAULTS.eval_steps})"),
+    "logging_steps": ((int,), f"log the training loss every N steps (default {DEFAULTS.logging_steps})"),
+    "early_stopping": ((bool,), "stop when the eval loss stops improving (default true)"),
+    "resume": ((bool,), "continue from the newest checkpoint in <output_dir>/checkpoints (default false)"),
+    "seed": ((int,), f"random seed (default {SEED})"),
+}
+PROFILE_KEYS = ("max_steps", "per_device_batch_size", "gradient_accumulation_steps", "learning_rate", "max_seq_length",
+                "lora_r", "lora_alpha", "optim")
+DEFAULTS_KEYS = ("lora_dropout", "eval_steps", "logging_steps")
+POSITIVE_KEYS = ("max_steps", "per_device_batch_size", "gradient_accumulation_steps", "max_seq_length", "lora_r",
+                 "lora_alpha", "eval_steps", "logging_steps")
+
+
+class ScriptConfigError(TrainingSetupError):
+    """A run config the script cannot use; the message names the file, the line, the key and the fix."""
+
+
+@dataclass(frozen=True)
+class ScriptConfig:
+    """A parsed run config: the file it came from and its values (only the keys the file sets)."""
+
+    path: Path
+    values: dict[str, Any]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` or ``default`` when the file does not set it."""
+        return self.values.get(key, default)
+
+    def profile(self) -> Profile:
+        """The named profile with the file's profile fields applied."""
+        from helpers.config import get_profile
+
+        changes = {k: self.values[k] for k in PROFILE_KEYS if k in self.values}
+        return get_profile(self.values["profile"]).replace(**changes)
+
+    def defaults(self) -> TrainDefaults:
+        """The recipe's defaults with the file's changes applied."""
+        import dataclasses
+
+        return dataclasses.replace(DEFAULTS, **{k: self.values[k] for k in DEFAULTS_KEYS if k in self.values})
+
+    def file(self, key: str, split: str) -> Path:
+        """A data file: the config's path (relative ones from the repository root) or ``data/tickets/<split>.jsonl``."""
+        from helpers.config import REPO_ROOT
+
+        value = self.values.get(key)
+        return split_path(split) if value is None else (REPO_ROOT / Path(value).expanduser())
+
+    def output_dir(self) -> Path:
+        """The config's ``output_dir`` (relative ones from the repository root) or artifacts/<profile>/script."""
+        from helpers.config import REPO_ROOT, artifacts_root
+
+        value = self.values.get("output_dir")
+        return artifacts_root() / self.values["profile"] / "script" if value is None else REPO_ROOT / value
+
+
+def _key_lines(text: str) -> dict[str, list[int]]:
+    """Top-level keys of a YAML mapping and the line numbers (1-based) where each is set (a key twice: two lines)."""
+    import yaml
+
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    lines: dict[str, list[int]] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, _value in node.value:
+            lines.setdefault(str(key.value), []).append(key.start_mark.line + 1)
+    return lines
+
+
+def load_run_config(path: str | Path) -> ScriptConfig:
+    """Read and check a run config (``configs/<name>.yaml``): every error names the file, line, key and fix.
+
+    Taught in 08_scale_out.
+    """
+    import difflib
+
+    import yaml
+
+    from helpers.config import PROFILES
+
+    path = Path(path)
+    if not path.is_file():
+        known = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        hint = f" (files there: {', '.join(known)})" if known else ""
+        raise ScriptConfigError(f"{path}: config file not found{hint}: pass one of configs/<profile>.yaml, "
+                                f"e.g. --config configs/cpu-tiny.yaml")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        raw = yaml.safe_load(text)
+        lines = _key_lines(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ScriptConfigError(f"{where}: not valid YAML ({problem}): write one `key: value` per line") from None
+    if raw is None:
+        raise ScriptConfigError(f"{path}: the file is empty: write at least `profile: cpu-tiny`")
+    if not isinstance(raw, dict):
+        raise ScriptConfigError(f"{path}: expected `key: value` lines, found a {type(raw).__name__}: write one "
+                                f"`key: value` per line, e.g. `profile: cpu-tiny`")
+    for key, at in lines.items():
+        if len(at) > 1:
+            raise ScriptConfigError(f"{path}:{at[1]}: key {key!r} is set twice (lines {', '.join(map(str, at))}): "
+                                    f"keep one")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"{path}:{lines.get(str(key), ['?'])[0]}"
+        if key not in SCRIPT_KEYS:
+            close = difflib.get_close_matches(str(key), SCRIPT_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ScriptConfigError(f"{where}: unknown key {key!r}{hint}: the keys are {', '.join(SCRIPT_KEYS)}")
+        if value is None:
+            continue  # `key:` with nothing after it: the default
+        types, meaning = SCRIPT_KEYS[key]
+        if float in types and isinstance(value, str):
+            try:  # YAML 1.1 reads 2e-4 (no dot) as a string
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            raise ScriptConfigError(f"{where}: {key} = {value!r} is a {type(value).__name__}, expected "
+                                    f"{' or '.join(t.__name__ for t in types)}: {key} is the {meaning}")
+        if key in POSITIVE_KEYS and value <= 0 or key.endswith("_limit") and value < 0:
+            bound = "> 0" if key in POSITIVE_KEYS else ">= 0"
+            raise ScriptConfigError(f"{where}: {key} = {value} must be {bound}: {key} is the {meaning}")
+        values[key] = value
+    if "profile" not in values:
+        raise ScriptConfigError(f"{path}: no `profile:` key: add one of {', '.join(PROFILES)}, e.g. "
+                                f"`profile: cpu-tiny`")
+    if values["profile"] not in PROFILES:
+        close = difflib.get_close_matches(values["profile"], PROFILES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ScriptConfigError(f"{path}:{lines['profile'][0]}: unknown profile {values['profile']!r}{hint}: use one "
+                                f"of {', '.join(PROFILES)}")
+    return ScriptConfig(path, values)
+
+
+def _rank() -> int:
+    """This process's rank in a distributed launch (``accelerate launch`` and torchrun set ``RANK``); 0 alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def run_script(script: ScriptConfig, resume: bool | None = None) -> dict[str, Any]:
+    """Notebooks 03-04's pipeline from a run config: rows -> QLoRA -> adapter + manifest -> test scores.
+
+    Runs the same :func:`fit` as notebooks 04-05, in one process or in each process of ``accelerate launch`` (the
+    main process alone writes the manifest and scores the test rows). ``resume`` (or ``resume: true`` in the file)
+    continues from the newest checkpoint in ``<output_dir>/checkpoints``. Returns what the manifest's ``script``
+    entry holds.
+    """
+    from helpers import evaluate
+    from helpers.models import sharded_launch
+
+    cfg, defaults, out = script.profile(), script.defaults(), script.output_dir()
+    files = [script.file("train_file", "train"), script.file("validation_file", "validation"),
+             script.file("test_file", "test")]
+    train_rows = read_jsonl(files[0])[:script.get("train_limit") or None]
+    eval_rows = read_jsonl(files[1])[:script.get("validation_limit") or None]
+    main_process = _rank() == 0
+    if cfg.device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # torchrun on a CPU: without this accelerate treats each process as a lone one (no gloo group, no DDP)
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    resume = bool(script.get("resume", False)) if resume is None else resume
+    checkpoint_dir = out / "checkpoints"
+    found = last_checkpoint(checkpoint_dir) if resume else None
+    if resume and main_process:
+        print(f"resuming from {found}" if found else f"no checkpoint in {checkpoint_dir}: starting from step 0")
+    fitted = fit(cfg, out, train_rows, eval_rows, resume=resume, checkpoint_dir=checkpoint_dir, defaults=defaults,
+                 callbacks=[LiveCurves(out if main_process else None, draw=False)],
+                 early_stopping=bool(script.get("early_stopping", True)), seed=script.get("seed", SEED),
+                 ddp_find_unused_parameters=False)  # every LoRA weight is used in every forward: no extra graph walk
+    trainer = fitted.trainer
+    trainer.save_model(str(out))  # every process takes part (FSDP gathers the shards); the main one writes
+    trainer.accelerator.wait_for_everyone()
+    args = trainer.args
+    world = args.world_size
+    summary: dict[str, Any] = {
+        "config_file": str(script.path), "config": script.values, "world_size": world,
+        "global_batch": args.per_device_train_batch_size * args.gradient_accumulation_steps * world,
+        "resumed_from": fitted.metrics["resumed_from"],
+        "train_losses": [[h["step"], h["loss"]] for h in trainer.state.log_history if "loss" in h],
+        "launcher": sharded_launch() or ("ddp" if world > 1 else "single process"),
+    }
+    if not main_process:
+        return summary
+    fitted.tokenizer.save_pretrained(str(out))
+    scores: dict[str, Any] = {}
+    if script.get("score", True) and sharded_launch():
+        print("scoring skipped: under FSDP / ZeRO-3 each process holds a shard of the model; score the saved "
+              "adapter in one process (notebook 04)")
+    elif script.get("score", True):
+        limit = script.get("score_limit", cfg.eval_limit)
+        test_rows = read_jsonl(files[2])[:limit or None]
+        outputs = evaluate.generate(trainer.model, fitted.tokenizer, evaluate.conversations_from_rows(test_rows),
+                                    cfg.max_new_tokens)
+        scores = evaluate.score(outputs, evaluate.references_from_rows(test_rows))
+        summary["scored_rows"] = len(test_rows)
+    summary["test_scores"] = scores
+    configs = {"bnb": fitted.configs["bnb"], "lora": fitted.configs["peft"], "sft": fitted.configs["sft"]}
+    write_manifest(out, fitted.cfg, configs, files, fitted.validation, fitted.metrics, fitted.seconds,
+                   script.get("seed", SEED), extra={"script": summary})
+    m = fitted.metrics
+    scored = (f"; test: valid JSON {scores['json_valid']:.2f}, field accuracy {scores['field_accuracy']:.3f} on "
+              f"{summary['scored_rows']} rows") if scores else ""
+    print(f"{m['global_step']} steps on {world} process(es), global batch {summary['global_batch']}, "
+          f"{fitted.seconds:.0f} s; eval loss {m['best_eval_loss']}{scored}\nadapter and {MANIFEST_NAME}: {out}")
+    return summary
+
+
+def data_parallel_batch(cfg: Profile, processes: int) -> tuple[int, int]:
+    """(per-device batch, accumulation) that keep the profile's global batch on ``processes`` devices. Taught in 08.
+
+    Global batch = per-device batch x accumulation x processes. Accumulation is cut first (the per-device batch, and
+    so each device's memory, stays as the profile sized it), then the per-device batch.
+    """
+    if processes < 1:
+        raise TrainingSetupError(f"processes must be >= 1, got {processes}")
+    global_batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps
+    if global_batch % processes:
+        raise TrainingSetupError(
+            f"profile {cfg.name!r} has a global batch of {global_batch} ({cfg.per_device_batch_size} x "
+            f"{cfg.gradient_accumulation_steps}), which {processes} processes cannot split evenly: use a number of "
+            f"processes that divides {global_batch}, or change per_device_batch_size / gradient_accumulation_steps")
+    per_process = global_batch // processes
+    per_device = max(d for d in range(1, min(cfg.per_device_batch_size, per_process) + 1) if per_process % d == 0)
+    return per_device, per_process // per_device
+
+
+def launch_script(config_path: str | Path, processes: int = 1, resume: bool = False, timeout: int = 3600,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``python -m helpers.train`` in a new process (``torchrun`` with ``processes`` > 1); return its manifest.
+
+    Taught in 08_scale_out, which launches the script from the notebook as a learner would from a terminal.
+    Several processes each get one CPU thread when the profile runs on the CPU (they share the machine's cores).
+    The script's last lines are logged; a failure raises with the end of its error output.
+    """
+    import subprocess
+
+    from helpers.config import REPO_ROOT
+
+    script = load_run_config(config_path)  # a bad file fails here, in one line, before any process starts
+    command = [sys.executable, "-m", "helpers.train", "--config", str(config_path)] + (["--resume"] if resume else [])
+    env = dict(os.environ)
+    if processes > 1:
+        command[1:3] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m",
+                        "helpers.train"]
+        if script.profile().device == "cpu":
+            env["OMP_NUM_THREADS"] = "1"
+    log("$ " + " ".join(["python"] + command[1:]))
+    run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if run.returncode != 0:
+        tail = "\n".join(run.stderr.strip().splitlines()[-15:])
+        raise TrainingSetupError(f"the script failed (exit {run.returncode}):\n{tail}")
+    for line in run.stdout.strip().splitlines()[-2:]:
+        log(line)
+    return json.loads((script.output_dir() / MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.train --config configs/cpu-tiny.yaml [--resume]``: the pipeline as a script."""
+    import argparse
+
+    from helpers.config import ProfileError
+    from helpers.memory import MemoryPreflightError
+    from helpers.models import ModelLoadError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.train",
+        description="Notebooks 03-04's pipeline as a script: data -> QLoRA training -> adapter, manifest and test "
+                    "scores. Also runs under `accelerate launch` (08_scale_out).",
+        epilog="config keys: " + "; ".join(f"{k}: {meaning}" for k, (_t, meaning) in SCRIPT_KEYS.items()))
+    parser.add_argument("--config", required=True, type=Path, help="a run config, e.g. configs/cpu-tiny.yaml")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint in <output_dir>/checkpoints")
+    args = parser.parse_args(argv)
+    try:
+        run_script(load_run_config(args.config), resume=True if args.resume else None)
+    except (TrainingSetupError, ProfileError, ModelLoadError, MemoryPreflightError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    from helpers.cli import run as run_cli
+
+    sys.exit(run_cli(main))

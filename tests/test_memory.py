@@ -173,3 +173,24 @@ def test_verdict_grid_shows_all_three_verdicts_for_the_notebook_cases():
                                 "65b": (PRESETS["llama-65b"], paper)})
     assert set(grid["8b"]) == {gpu.name for gpu in memory.GPUS}
     assert {v for row in grid.values() for v in row.values()} == {"fits", "fits with these changes", "does not fit"}
+
+
+def test_llama_3_70b_preset_matches_the_published_count():
+    assert PRESETS["llama-3-70b"].total_params() == 70_553_706_496  # Meta-Llama-3-70B
+
+
+def test_per_device_shares_what_each_strategy_shards():
+    est = estimate(PRESETS["llama-3-8b"], TrainSetup(method="full", seq_len=512, batch=2, grad_checkpointing=True))
+    whole = est.gib()
+    ddp = memory.per_device(est, 8, "ddp")
+    assert ddp == whole  # every GPU holds everything
+    zero2 = memory.per_device(est, 8, "zero2")
+    assert zero2["weights"] == whole["weights"] and zero2["optimizer"] == pytest.approx(whole["optimizer"] / 8, abs=1e-3)
+    assert zero2["gradients"] == pytest.approx(whole["gradients"] / 8, abs=1e-3)
+    fsdp = memory.per_device(est, 8, "fsdp")
+    assert fsdp["weights"] == pytest.approx(whole["weights"] / 8, abs=1e-3)
+    assert fsdp["activations"] == whole["activations"] and fsdp["gathered_layers"] > 0
+    assert fsdp["total"] < zero2["total"] < ddp["total"]
+    assert memory.per_device(est, 1, "fsdp")["total"] == whole["total"]  # one GPU: nothing to shard
+    with pytest.raises(MemoryEstimateError, match="strategy 'zero4'"):
+        memory.per_device(est, 2, "zero4")
