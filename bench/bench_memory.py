@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -191,12 +190,10 @@ def run_case(case: Case, steps: int, tmp: Path) -> dict:
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bench.bench_memory as b; "
             "case = b.Case(**json.loads(sys.argv[2])); "
             "print('RESULT', json.dumps(b.child(case, sys.argv[3], sys.argv[4], int(sys.argv[5]))))")
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT), json.dumps(asdict(case)), str(folder),
-                          str(warm_folder), str(steps)], capture_output=True, text=True, env=env, cwd=ROOT)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(f"{case.name} failed:\n{out.stderr[-2000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    from bench.results import child_result
+
+    return child_result([sys.executable, "-c", code, str(ROOT), json.dumps(asdict(case)), str(folder),
+                         str(warm_folder), str(steps)], case.name, env, ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:

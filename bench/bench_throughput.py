@@ -30,7 +30,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -175,12 +174,10 @@ def flat_loss_check(n_rows: int = 4) -> dict[str, float]:
 
 def run_child(name: str, steps: int, warmup: int) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(steps), "--warmup", str(warmup)],
-                         capture_output=True, text=True, env=env, cwd=ROOT)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(f"{name} failed:\n{out.stderr[-2000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    from bench.results import child_result
+
+    return child_result([sys.executable, __file__, "--child", name, "--steps", str(steps), "--warmup", str(warmup)],
+                        name, env, ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,11 @@ Every benchmark calls :func:`write_section` at the end of a run; it replaces tha
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Sequence
@@ -75,3 +77,17 @@ def command_line(argv: Sequence[str] | None, script: str) -> str:
 
     args = list(sys.argv[1:] if argv is None else argv)
     return " ".join(["python", f"bench/{script}", *map(shlex.quote, args)])
+
+
+def child_result(args: Sequence[str], name: str, env: dict[str, str] | None = None, cwd: str | Path | None = None
+                 ) -> dict:
+    """Run one measurement in a fresh process and return the JSON of its last ``RESULT {...}`` line on stdout.
+
+    A benchmark measures each case in its own process (clean memory and thread state); a failed case raises with the
+    tail of the child's stderr, named by ``name``.
+    """
+    out = subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=cwd)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"{name} failed:\n{out.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT "):])

@@ -107,3 +107,16 @@ def test_one_section_is_read_back_by_name(tmp_path):
     section = course.bench_results(bench, "throughput")
     assert section.startswith("## Training throughput") and section.endswith("body") and "Other" not in section
     assert course.bench_results(bench, "missing") is None
+
+
+def test_child_result_returns_the_last_result_line_and_names_a_failed_child():
+    import sys
+
+    from bench.results import child_result
+
+    code = "print('noise'); print('RESULT {\"a\": 1}'); print('RESULT {\"a\": 2}')"
+    assert child_result([sys.executable, "-c", code], "ok-case") == {"a": 2}
+    with pytest.raises(RuntimeError, match=r"bad-case failed:\n.*boom"):
+        child_result([sys.executable, "-c", "import sys; sys.exit('boom')"], "bad-case")
+    with pytest.raises(RuntimeError, match="silent-case failed"):
+        child_result([sys.executable, "-c", "print('no result')"], "silent-case")
