@@ -21,16 +21,11 @@ from helpers.data.rows import answer_of, ticket_text
 from helpers.data.split import check_leakage
 from helpers.data.validation import check_row
 from helpers.evaluate.common import FIELD_KEYS as FIELDS  # the scored fields: category, product, order_id, priority
+from helpers.evaluate.metrics import _schema_errors, _schema_validator, parse_json as _parse
 
 
 class PreferenceDataError(ValueError):
     """Preference pairs or their inputs that DPO would learn nothing (or the wrong thing) from; names the pair."""
-
-
-def _parse(text: str) -> dict[str, Any] | None:
-    from helpers.evaluate.metrics import parse_json
-
-    return parse_json(text)
 
 
 def _prompt(row: dict[str, Any]) -> list[dict[str, str]]:
@@ -110,8 +105,6 @@ class PairCheck:
 def check_pairs(pairs: Sequence[dict[str, Any]], held_out: dict[str, list[dict[str, Any]]]) -> PairCheck:
     """Validate pairs before DPO: both sides are valid chat rows, chosen != rejected, chosen is a valid answer,
     and no pair's ticket appears (exactly, nearly or by group) in a held-out split."""
-    from helpers.evaluate.metrics import _schema_errors, _schema_validator
-
     report = PairCheck(len(pairs))
     validator = _schema_validator(None)
     as_rows = []
