@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -19,11 +20,17 @@ KB_DIR = DATA_DIR / "kb"
 
 PROFILE_ENV_VAR = "COURSE_PROFILE"
 ARTIFACTS_ENV_VAR = "COURSE_ARTIFACTS"  # another artifacts/ folder, e.g. on Google Drive (helpers.colab sets it)
+FALLBACK_DIR = DATA_DIR / "fallback"  # results of the course's training cells, shipped for cpu-tiny (USE_FALLBACK)
+FALLBACK_ENV_VAR = "COURSE_FALLBACK"  # 1: every notebook uses them, as USE_FALLBACK = True does for one
 SEED = 42
 
 
 class ProfileError(ValueError):
     """A profile name or setting the course cannot use; the message says how to fix it."""
+
+
+class FallbackError(ProfileError):
+    """``USE_FALLBACK`` asked for shipped results that do not exist for this profile or these settings."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,32 @@ def resolve_profile_name(name: str | None = "auto") -> str:
 def get_profile(name: str | None = "auto") -> Profile:
     """The :class:`Profile` for a name, ``"auto"`` or ``None`` (see :func:`resolve_profile_name`)."""
     return PROFILES[resolve_profile_name(name)]
+
+
+def fallback_dir(use: bool, profile: "Profile | str") -> Path | None:
+    """The shipped training results a notebook uses instead of training, or None to train. Taught in 03.
+
+    ``use`` is the notebook's ``USE_FALLBACK`` parameter; ``COURSE_FALLBACK=1`` in the environment turns it on for
+    every notebook (the course runner's ``--fallback``). The results exist for ``cpu-tiny`` only: they were made by the
+    course's own notebooks (``python -m helpers.build.fallback``), and ``FALLBACK.json`` says when, how and where.
+    """
+    wanted = bool(use) or os.environ.get(FALLBACK_ENV_VAR, "").strip().lower() in ("1", "true", "yes")
+    if not wanted:
+        return None
+    name = profile.name if isinstance(profile, Profile) else str(profile)
+    folder = FALLBACK_DIR / name
+    if name == "cpu-tiny" and not (folder / "FALLBACK.json").is_file():
+        raise FallbackError(f"{folder / 'FALLBACK.json'} is missing: restore data/fallback from git "
+                            f"(git checkout -- data/fallback) or rebuild it with python -m helpers.build.fallback")
+    if not (folder / "FALLBACK.json").is_file():
+        raise FallbackError(
+            f"USE_FALLBACK is on, but the course ships fallback results for cpu-tiny only ({FALLBACK_DIR}/cpu-tiny), "
+            f"not for {name!r}: set USE_FALLBACK = False (and unset {FALLBACK_ENV_VAR}) to train on this profile, "
+            f"or PROFILE = \"cpu-tiny\" to use them")
+    made = json.loads((folder / "FALLBACK.json").read_text())
+    print(f"USE_FALLBACK: training cells load results from {repo_relative(str(folder))} instead of training "
+          f"(made by `{made.get('command', '?')}` on {made.get('made_at', '?')}, commit {made.get('commit', '?')})")
+    return folder
 
 
 def set_seed(seed: int = SEED) -> int:
