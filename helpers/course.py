@@ -203,8 +203,9 @@ def write_report(results: list[NotebookResult], run_dir: Path, profile: str,
     """
     total = sum(r.seconds for r in results)
     benchmarks = bench_results(bench)
+    mode = " · fallback: training cells loaded the shipped results" if os.environ.get("COURSE_FALLBACK") == "1" else ""
     md = [f"# Course run {run_dir.name}", "", f"Profile `{profile}` · {len(results)} notebooks · "
-          f"{total / 60:.1f} min", "", "| notebook | status | runtime | key metrics |", "|---|---|---|---|"]
+          f"{total / 60:.1f} min{mode}", "", "| notebook | status | runtime | key metrics |", "|---|---|---|---|"]
     for r in results:
         metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in r.metrics.items())
         status = r.status if r.status != "failed" else f"FAILED at cell {r.failed_cell}: {r.error}"
@@ -243,13 +244,24 @@ def write_report(results: list[NotebookResult], run_dir: Path, profile: str,
 
 
 def run_course(profile: str = "auto", only: list[str] | None = None, keep_going: bool = False,
-               folder: Path = NOTEBOOKS_DIR, runs_dir: Path = RUNS_DIR, timeout: int = 1800) -> int:
-    """Run the notebooks in order; return 0 when all passed, 1 when one failed (named with its cell)."""
+               folder: Path = NOTEBOOKS_DIR, runs_dir: Path = RUNS_DIR, timeout: int = 1800,
+               fallback: bool = False) -> int:
+    """Run the notebooks in order; return 0 when all passed, 1 when one failed (named with its cell).
+
+    ``fallback`` sets ``COURSE_FALLBACK=1`` for the notebooks: their training cells load the shipped results
+    (``data/fallback/cpu-tiny``) instead of training, as ``USE_FALLBACK = True`` does for one notebook.
+    """
     profile = resolve_profile_name(profile)
+    if fallback:
+        from helpers.config import FALLBACK_ENV_VAR, fallback_dir
+
+        fallback_dir(True, profile)  # fails here, before any notebook, when nothing is shipped for this profile
+        os.environ[FALLBACK_ENV_VAR] = "1"
     notebooks = find_notebooks(folder, only)
     run_dir = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"course run -> {run_dir} (profile {profile}, {len(notebooks)} notebooks)", flush=True)
+    print(f"course run -> {run_dir} (profile {profile}, {len(notebooks)} notebooks"
+          f"{', fallback: no training' if fallback else ''})", flush=True)
     results: list[NotebookResult] = []
     for i, path in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {path.name} ...", flush=True)
@@ -292,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="run only notebooks starting with these prefixes")
     run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
     run.add_argument("--timeout", type=_seconds, default=1800, help="seconds allowed per cell")
+    run.add_argument("--fallback", action="store_true",
+                     help="skip the training cells: use the results shipped in data/fallback (cpu-tiny only)")
     sub.add_parser("list", help="list the notebooks")
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -299,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             print(path.name)
         return 0
     try:
-        return run_course(args.profile, args.only, args.keep_going, timeout=args.timeout)
+        return run_course(args.profile, args.only, args.keep_going, timeout=args.timeout, fallback=args.fallback)
     except ProfileError as err:
         print(f"error: {err}")
         return 2

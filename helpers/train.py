@@ -545,6 +545,111 @@ def final_metrics(trainer: "SFTTrainer") -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------------------------------- fallback
+
+# Settings that say where or how verbosely a run was made, not what it learned: a shipped run may differ in them.
+_WHERE_NOT_WHAT = ("output_dir", "logging_dir", "run_name", "disable_tqdm", "report_to", "dataloader_pin_memory",
+                   "save_strategy", "save_steps", "save_total_limit", "load_best_model_at_end", "hub_", "push_to_hub",
+                   "resume_from_checkpoint", "logging_", "log_level", "trackio", "project")
+
+
+def _run_settings(args: Any) -> dict[str, Any]:
+    """A trainer's arguments as JSON, without the ones that only say where or how verbosely it ran."""
+    settings = json.loads(json.dumps(args.to_dict(), default=str, sort_keys=True))
+    return {k: v for k, v in settings.items() if not k.startswith(_WHERE_NOT_WHAT)}
+
+
+def save_log(trainer: Any, folder: str | Path) -> Path:
+    """Save a trainer's log history and settings as ``trainer_log.json`` beside its adapter. Taught in 03.
+
+    The log is what the curves are drawn from; with the settings it lets a later notebook (or ``USE_FALLBACK``) show
+    the run again without training, and refuse when the settings asked for now are not the ones it was made with.
+    """
+    state = trainer.state
+    record = {"global_step": state.global_step, "max_steps": state.max_steps, "log_history": state.log_history,
+              "best_metric": state.best_metric, "best_model_checkpoint": state.best_model_checkpoint and
+              Path(state.best_model_checkpoint).name, "settings": _run_settings(trainer.args)}
+    path = Path(folder) / "trainer_log.json"
+    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    return path
+
+
+def load_fallback(trainer: Any, folder: str | Path, curves: "LiveCurves | None" = None) -> dict[str, Any]:
+    """Instead of ``trainer.train()``: load the adapter and log that the same cell made when the course shipped it.
+
+    ``folder`` (in ``data/fallback/<profile>/``) holds ``adapter_model.safetensors``, ``adapter_config.json`` and
+    ``trainer_log.json`` (:func:`save_log`). The trainer's settings and LoRA shape must equal the shipped ones: a
+    changed learning rate, step count or rank raises :class:`~helpers.config.FallbackError` naming each difference
+    (train instead). ``curves`` replays the logged losses. Taught in 03_qlora_training.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from helpers.config import FallbackError, repo_relative
+
+    folder = Path(folder)
+    missing = [n for n in ("adapter_model.safetensors", "adapter_config.json", "trainer_log.json")
+               if not (folder / n).is_file()]
+    if missing:
+        raise FallbackError(f"{repo_relative(str(folder))} lacks {', '.join(missing)}: restore data/fallback with "
+                            "git (git checkout -- data/fallback) or set USE_FALLBACK = False to train")
+    shipped = json.loads((folder / "trainer_log.json").read_text())
+    lora = json.loads((folder / "adapter_config.json").read_text())
+    peft_config = trainer.model.peft_config["default"]
+    mine = {"r": peft_config.r, "lora_alpha": peft_config.lora_alpha,
+            "target_modules": sorted(peft_config.target_modules or [])}
+    theirs = {"r": lora.get("r"), "lora_alpha": lora.get("lora_alpha"),
+              "target_modules": sorted(lora.get("target_modules") or [])}
+    settings = _run_settings(trainer.args)
+    differ = {k: (theirs[k], mine[k]) for k in mine if theirs[k] != mine[k]}
+    differ |= {k: (shipped["settings"].get(k), v) for k, v in settings.items() if shipped["settings"].get(k) != v}
+    if differ:
+        listed = "; ".join(f"{k}: shipped {a!r}, now {b!r}" for k, (a, b) in sorted(differ.items()))
+        raise FallbackError(f"the shipped run in {repo_relative(str(folder))} was made with other settings ({listed}): "
+                            "set USE_FALLBACK = False to train with yours, or restore the notebook's parameters")
+    result = set_peft_model_state_dict(trainer.model, load_file(str(folder / "adapter_model.safetensors")),
+                                       adapter_name="default")
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    if unexpected:
+        raise FallbackError(f"the shipped adapter has weights this model lacks ({unexpected[:3]}...): set USE_FALLBACK "
+                            "= False and train")
+    state = trainer.state
+    state.log_history, state.global_step = list(shipped["log_history"]), int(shipped["global_step"])
+    state.max_steps, state.best_metric = int(shipped["max_steps"]), shipped.get("best_metric")
+    state.best_model_checkpoint = shipped.get("best_model_checkpoint")
+    if curves is not None:
+        draw, curves.draw = curves.draw, False  # one figure at the end, not one per logged step
+        for entry in shipped["log_history"]:
+            curves.on_log(trainer.args, type("Step", (), {"global_step": entry.get("step", 0)})(),
+                          type("Control", (), {"should_training_stop": False})(), logs=entry)
+        curves.draw = draw
+        curves._redraw()
+    print(f"loaded the shipped adapter and log from {repo_relative(str(folder))}: {state.global_step} steps, "
+          f"the same settings as this trainer's (made by the course: see data/fallback/README.md)")
+    return shipped
+
+
+def copy_fallback(fallback: str | Path, name: str, to: str | Path) -> Path:
+    """Copy a shipped adapter (``data/fallback/<profile>/<name>``) to where a notebook expects it. Taught in 04.
+
+    The rebuild a notebook uses when an earlier notebook's adapter is missing and ``USE_FALLBACK`` is on.
+    """
+    import shutil
+
+    source, to = Path(fallback) / name, Path(to)
+    if not (source / "adapter_model.safetensors").is_file():
+        from helpers.config import FallbackError
+
+        raise FallbackError(f"no shipped adapter in {source}: restore data/fallback with git or set USE_FALLBACK = False")
+    to.mkdir(parents=True, exist_ok=True)
+    for path in source.rglob("*"):
+        if path.is_file():
+            (to / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, to / path.relative_to(source))
+    print(f"copied the shipped adapter {name!r} to {to}")
+    return to
+
+
 # ---------------------------------------------------------------------------------------------------- one call
 
 
@@ -788,6 +893,7 @@ def experiment(
     save_adapter: bool = True,
     init_adapter: str | Path | None = None,
     seed: int = SEED,
+    fallback: str | Path | None = None,
     **sft_overrides: Any,
 ) -> Run:
     """Train one variant of the recipe, score it on held-out rows and record it in ``runs_dir/name``. Taught in 05.
@@ -796,7 +902,9 @@ def experiment(
     ``peft_config`` apply them. The run's ``run_manifest.json`` gains a ``run`` entry (name, changes, validation
     scores of ``score_rows``, general-text cross-entropy, loss curves) that :func:`compare_runs` reads back. Without
     ``early_stopping`` no checkpoint is written (a sweep run is judged at its last step). ``init_adapter`` continues a
-    saved adapter instead of starting a new one. A re-run replaces the folder.
+    saved adapter instead of starting a new one. A re-run replaces the folder. ``fallback`` (``USE_FALLBACK``: the
+    notebook's ``fallback`` folder) copies the run the course shipped under ``runs/<name>`` instead of training, when
+    it was made from the same inputs and settings (else :class:`~helpers.config.FallbackError`).
     """
     import shutil
 
@@ -805,6 +913,11 @@ def experiment(
     run_dir = Path(runs_dir) / name
     if run_dir.exists():
         shutil.rmtree(run_dir)
+    learned = {k: v for k, v in sft_overrides.items() if not k.startswith(_WHERE_NOT_WHAT)}
+    inputs = _inputs_sha(cfg, train_rows, eval_rows, score_rows, changes, peft_config, general_texts, early_stopping,
+                         init_adapter is not None, seed, learned)
+    if fallback is not None:
+        return _shipped_run(Path(fallback) / "runs" / name, run_dir, inputs)
     curves = LiveCurves(run_dir, draw=False)
     overrides: dict[str, Any] = {} if early_stopping else {"save_strategy": "no", "load_best_model_at_end": False}
     overrides.update(disable_tqdm=True, **sft_overrides)
@@ -842,12 +955,55 @@ def experiment(
         "alerts": len(curves.alerts),
     }
     run_record = {"name": name, "changes": changes or {}, "row": row, "scored_rows": len(score_rows),
-                  "alert_messages": curves.alerts, "curves": {"train": curves.train, "eval": curves.eval}}
+                  "alert_messages": curves.alerts, "curves": {"train": curves.train, "eval": curves.eval},
+                  "outputs": outputs, "inputs_sha256": inputs}
     write_manifest(run_dir, fitted.cfg, fitted.configs, [], fitted.validation, metrics, fitted.seconds, seed,
                    extra={"run": run_record})
     scored = f", field accuracy {row['field_accuracy']:.3f} on {len(score_rows)} rows" if score_rows else ""
     print(f"run {name!r}: {row['steps']} steps in {row['train_s']:.0f} s, eval loss {row['eval_loss']}{scored}")
     return Run(row, outputs, run_dir, {"train": curves.train, "eval": curves.eval}, list(curves.alerts))
+
+
+def _inputs_sha(cfg: Profile, *inputs: Any) -> str:
+    """One hash of everything a tracked run learns from: profile, rows, changes, PEFT config, overrides, seed."""
+    import hashlib
+
+    def plain(value: Any) -> Any:
+        if hasattr(value, "to_dict"):
+            return plain(value.to_dict())
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        if isinstance(value, (set, frozenset)):
+            return sorted(plain(v) for v in value)
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+    text = json.dumps(plain([asdict(cfg), *inputs]), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _shipped_run(source: Path, run_dir: Path, inputs: str) -> "Run":
+    """A run of 05 as the course shipped it (see :func:`experiment`'s ``fallback``), copied to ``run_dir``."""
+    import shutil
+
+    from helpers.config import FallbackError, repo_relative
+
+    manifest = source / "run_manifest.json"
+    if not manifest.is_file():
+        raise FallbackError(f"no shipped run in {repo_relative(str(source))}: the course ships 05's runs with their "
+                            "default parameters only; set USE_FALLBACK = False to train this one")
+    record = json.loads(manifest.read_text())["run"]
+    if record.get("inputs_sha256") != inputs:
+        raise FallbackError(f"the shipped run {record['name']!r} was made from other inputs or settings (a parameter "
+                            "such as SWEEP_STEPS, VAL_ROWS or a learning rate changed, or another adapter was "
+                            "continued): set USE_FALLBACK = False to train it with yours")
+    shutil.copytree(source, run_dir)
+    row = record["row"]
+    print(f"run {record['name']!r}: shipped ({row['steps']} steps, trained in {row['train_s']:.0f} s when the course "
+          f"made it), eval loss {row['eval_loss']}")
+    curves = {k: [tuple(point) for point in v] for k, v in record["curves"].items()}
+    return Run(row, list(record["outputs"]), run_dir, curves, list(record["alert_messages"]))
 
 
 def compare_runs(runs_dir: str | Path) -> "Any":

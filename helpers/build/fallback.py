@@ -1,0 +1,135 @@
+"""Build ``data/fallback/cpu-tiny``: what the course's training cells made, shipped so a learner can skip them.
+
+``python -m helpers.build.fallback`` runs notebooks 03, 05 and 07 in the ``cpu-tiny`` profile with the course runner
+(into a temporary artifacts folder, with ``USE_FALLBACK`` off: they train), then copies what their training cells
+produced — 03's adapter and its log, 05's tracked runs (manifests with their answers and curves; the adapters of the
+two runs later cells load), 07's DPO and GRPO adapters and logs — and writes ``FALLBACK.json``: the command, the date,
+the commit, the machine, each notebook's runtime and every file's SHA-256. With ``USE_FALLBACK = True`` (or
+``COURSE_FALLBACK=1``) the notebooks load these instead of training (:func:`helpers.train.load_fallback`,
+:func:`helpers.train.copy_fallback`, ``train.experiment(fallback=...)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from helpers.config import FALLBACK_DIR, FALLBACK_ENV_VAR, REPO_ROOT, ARTIFACTS_ENV_VAR, PROFILE_ENV_VAR
+
+NOTEBOOKS = ("03", "05", "07")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+# 05's runs whose adapters a later cell loads (5.11's test split; 06's second adapter): the others ship their manifest.
+RUNS_WITH_ADAPTER = ("continue-control", "continue-fix")
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _copy(source: Path, target: Path, names: tuple[str, ...]) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if not (source / name).is_file():
+            raise FileNotFoundError(f"{source / name} was not written by the notebook run: the build cannot ship it")
+        shutil.copy2(source / name, target / name)
+
+
+def collect(artifacts: Path, out: Path) -> list[Path]:
+    """Copy the shipped subset of a cpu-tiny ``artifacts/`` folder (after 03, 05, 07 ran) into ``out``."""
+    tiny = artifacts / "cpu-tiny"
+    if out.exists():
+        shutil.rmtree(out)
+    _copy(tiny / "adapter", out / "adapter", (*ADAPTER_FILES, "run_manifest.json", "trainer_log.json"))
+    for name in ("dpo", "grpo"):
+        _copy(tiny / name / "adapter", out / name, (*ADAPTER_FILES, "trainer_log.json"))
+    for run in sorted(p for p in (tiny / "runs").iterdir() if (p / "run_manifest.json").is_file()):
+        names = ("run_manifest.json", *(ADAPTER_FILES if run.name in RUNS_WITH_ADAPTER else ()))
+        _copy(run, out / "runs" / run.name, names)
+        for events in (run / "checkpoints").rglob("events.out.tfevents.*"):  # 5.3 reads TensorBoard's files
+            target = out / "runs" / run.name / events.relative_to(run)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(events, target)
+    return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "helpers", "notebooks"], cwd=REPO_ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def build(out: Path = FALLBACK_DIR / "cpu-tiny", keep: Path | None = None) -> Path:
+    """Run 03, 05 and 07 on cpu-tiny (training), collect their results into ``out``; return ``out/FALLBACK.json``."""
+    from helpers import course
+    from helpers.train import hardware, library_versions
+
+    work = Path(keep or tempfile.mkdtemp(prefix="course-fallback-"))
+    os.environ.update({ARTIFACTS_ENV_VAR: str(work / "artifacts"), PROFILE_ENV_VAR: "cpu-tiny",
+                       "HF_HUB_OFFLINE": "1"})
+    os.environ.pop(FALLBACK_ENV_VAR, None)
+    started = time.time()
+    status = course.run_course("cpu-tiny", list(NOTEBOOKS), runs_dir=work / "runs")
+    if status != 0:
+        raise SystemExit(f"error: a notebook failed (see {work / 'runs'}); nothing was shipped")
+    reports = sorted((work / "runs").glob("*/report.json"))
+    seconds = {r["name"]: round(r["seconds"], 1) for r in json.loads(reports[-1].read_text())}
+    files = collect(work / "artifacts", out)
+    record = {
+        "what": "results of the training cells of notebooks 03, 05 and 07 in the cpu-tiny profile",
+        "command": "python -m helpers.build.fallback",
+        "made_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": _commit(),
+        "hardware": hardware(),
+        "versions": library_versions(),
+        "notebook_seconds": seconds,
+        "build_seconds": round(time.time() - started, 1),
+        "files": {str(p.relative_to(out)): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files},
+    }
+    path = out / "FALLBACK.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"shipped {len(files)} files ({sum(p.stat().st_size for p in files) / 2**20:.1f} MiB) to {out}")
+    return path
+
+
+def verify(out: Path = FALLBACK_DIR / "cpu-tiny") -> list[str]:
+    """Problems with a shipped fallback: files missing, changed or unlisted (empty when it is intact)."""
+    record = json.loads((out / "FALLBACK.json").read_text())
+    problems = [f"{name}: missing" for name in record["files"] if not (out / name).is_file()]
+    problems += [f"{name}: changed since the build (sha256 differs)" for name, meta in record["files"].items()
+                 if (out / name).is_file() and sha256(out / name) != meta["sha256"]]
+    listed = set(record["files"]) | {"FALLBACK.json"}
+    problems += [f"{p.relative_to(out)}: not listed in FALLBACK.json" for p in out.rglob("*")
+                 if p.is_file() and str(p.relative_to(out)) not in listed]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: build (default) or ``--verify``."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.build.fallback", description=__doc__.splitlines()[0])
+    parser.add_argument("--verify", action="store_true", help="check the shipped files against FALLBACK.json")
+    parser.add_argument("--keep", type=Path, help="work folder to keep (runs and artifacts); default: a temporary one")
+    args = parser.parse_args(argv)
+    if args.verify:
+        problems = verify()
+        print("\n".join(problems) or "data/fallback/cpu-tiny matches FALLBACK.json")
+        return 1 if problems else 0
+    build(keep=args.keep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
