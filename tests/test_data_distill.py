@@ -53,7 +53,8 @@ def test_a_failing_teacher_is_recorded_not_raised_and_the_books_balance():
         return json.dumps(GOOD)
 
     result = D.distill([TICKET, "boom", TICKET], flaky)
-    assert result.stats == {"teacher": "flaky", "asked": 3, "kept": 2, "rejected": 1, "kept_share": pytest.approx(2 / 3),
+    assert result.stats == {"teacher": "flaky", "asked": 3, "kept": 2, "rejected": 1,
+                            "kept_share": pytest.approx(2 / 3),
                             "reasons": {"teacher_error": 1}}
     assert "TimeoutError" in result.rejects[0]["reject"]["detail"]
     with pytest.raises(ValueError, match="one group id per ticket"):

@@ -301,7 +301,8 @@ def test_turn_tokens_split_a_multi_turn_row_and_train_every_assistant_turn(token
     assert sum(t["trained"] for t in turns) == sum(full["assistant_masks"])
     for turn, message in zip(turns, messages):
         if message["role"] == "assistant":  # the answer and its end token, not the role header
-            assert turn["trained"] == len(tok(message["content"] + tok.eos_token, add_special_tokens=False)["input_ids"])
+            answer = tok(message["content"] + tok.eos_token, add_special_tokens=False)["input_ids"]
+            assert turn["trained"] == len(answer)
         else:
             assert turn["trained"] == 0
     tok.chat_template = "{{ messages | length }}" + tok.chat_template  # looks ahead: prefixes render differently

@@ -74,7 +74,7 @@ def answer_problems(text: str, ticket: str, schema: dict[str, Any] = TICKET_SCHE
 def distill(tickets: Sequence[str], teacher: Callable[[str], str], teacher_name: str | None = None,
             groups: Sequence[str] | None = None, schema: dict[str, Any] = TICKET_SCHEMA,
             system_prompt: str = SYSTEM_PROMPT) -> DistillResult:
-    """Ask ``teacher`` for each ticket's answer; keep the answers that pass the filter as chat rows. Taught in 02_dataset.
+    """Ask ``teacher`` for each ticket's answer; keep those that pass the filter as chat rows. Taught in 02_dataset.
 
     ``groups`` (one per ticket) keeps the ticket's group id, so a distilled row lands in its ticket's split; a
     teacher that raises is recorded as ``teacher_error``, not a crash.

@@ -35,9 +35,9 @@ SCREEN_SET = DATA_DIR / "filter" / "labelled.jsonl"
 
 _PERSON = r"(?:you|your \w+|someone|somebody|them|him|her|the agent|your staff|people)"
 UNSAFE_PATTERNS: dict[str, str] = {
-    "threat": rf"\b(?:hurt|kill|beat|stab|shoot|attack|punch)\w* {_PERSON}\b|\bburn \w+ \w+ down\b|\bburn (?:it|your \w+) "
-              rf"down\b|\bi know where (?:you|your \w+(?: \w+)?) lives?\b|\bor else\b|\bdeserve to be (?:beaten|hurt|"
-              rf"killed|punished)\b",
+    "threat": rf"\b(?:hurt|kill|beat|stab|shoot|attack|punch)\w* {_PERSON}\b|\bburn \w+ \w+ down\b|"
+              rf"\bburn (?:it|your \w+) down\b|\bi know where (?:you|your \w+(?: \w+)?) lives?\b|\bor else\b|"
+              rf"\bdeserve to be (?:beaten|hurt|killed|punished)\b",
     "harassment": r"\b(?:idiot|idiots|moron|morons|bitch|scum|worthless (?:idiot|people|person|piece)|piece of "
                   r"(?:garbage|shit|crap|trash))\b",
     "harmful request": r"\b(?:how (?:do|can|could) i|help me|tell me how|a way to|easiest way to|teach me)\b.{0,60}?\b"
@@ -63,7 +63,8 @@ BIASED_PATTERNS: dict[str, str] = {
 # devices and service. A text with none of them is off-topic.
 SUPPORT_WORDS = (
     r"orders?|ord[- ]?#?\d+|refunds?|charged?|charges|invoices?|receipts?|bill(?:ed|ing)?|payments?|paid|pay|prices?|"
-    r"discounts?|deliver(?:y|ed)?|ship(?:ped|ping)?|parcels?|packages?|courier|tracking|returns?|returned|warrant(?:y|ies)|"
+    r"discounts?|deliver(?:y|ed)?|ship(?:ped|ping)?|parcels?|packages?|courier|tracking|returns?|returned|"
+    r"warrant(?:y|ies)|"
     r"accounts?|passwords?|log ?in|login|2fa|subscriptions?|cancel(?:led)?|plans?|app|devices?|batter(?:y|ies)|"
     r"screens?|keyboards?|mouse|monitors?|speakers?|earbuds|headphones|cameras?|laptops?|chargers?|charging|firmware|"
     r"updates?|bluetooth|wi-?fi|pair(?:ing)?|support|replacement|broken|crash(?:es|ed)?|reply|callback|service|"
@@ -145,7 +146,8 @@ def screen_scores(cases: list[tuple[str, str]] | None = None, screen: Any = None
         flagged = sum(f == kind for f in found)
         right = sum(f == kind and label == kind for f, (_t, label) in zip(found, cases))
         rows.append({"kind": kind, "system": "screen", "labelled": gold, "flagged": flagged,
-                     "precision": right / flagged if flagged else float("nan"), "recall": right / gold if gold else 1.0})
+                     "precision": right / flagged if flagged else float("nan"),
+                     "recall": right / gold if gold else 1.0})
         rows.append({"kind": kind, "system": "flag nothing", "labelled": gold, "flagged": 0,
                      "precision": float("nan"), "recall": 0.0})
         rows.append({"kind": kind, "system": "flag everything", "labelled": gold, "flagged": len(cases),
