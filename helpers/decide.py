@@ -13,8 +13,10 @@ import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from helpers.config import DATA_DIR, REPO_ROOT
 from helpers.data.generate import CATEGORIES, SYSTEM_PROMPT, TICKET_SCHEMA
 from helpers.data.rows import answer_of, ticket_text
 
@@ -505,3 +507,73 @@ def save_decision_table(df: "pd.DataFrame", cfg: "Profile") -> dict[str, Any]:
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
     return {"csv": csv_path, "png": png_path}
+
+
+# ------------------------------------------------------------------------------------------------ choosing a base
+
+
+CANDIDATES_CSV = DATA_DIR / "model-configs" / "candidates.csv"
+CANDIDATE_COLUMNS = ("model_id", "kind", "licence", "params_card", "context_card", "profiles", "shape", "source",
+                     "evidence")
+KINDS = ("base", "instruct")
+CANDIDATE_GPUS = ("T4 16 GB", "L4 24 GB", "A100 40 GB")  # the GPUs of the course's profiles (names in memory.GPUS)
+
+
+def read_candidates(path: str | Path = CANDIDATES_CSV) -> list[dict[str, str]]:
+    """Candidate base models with their cited facts (kind, licence, context, source) from a CSV. Taught in 01_decide."""
+    import csv
+
+    path = Path(path)
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in CANDIDATE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}: the header must hold "
+                             f"{','.join(CANDIDATE_COLUMNS)}")
+        rows = list(reader)
+    for line, row in enumerate(rows, start=2):
+        if row["kind"] not in KINDS:
+            raise ValueError(f"{path}:{line}: kind {row['kind']!r} is not one of {', '.join(KINDS)}: say whether "
+                             f"{row['model_id']} is a base (pretrained only) or an instruct (chat-tuned) model")
+        if not row["shape"] or not row["source"]:
+            raise ValueError(f"{path}:{line}: {row['model_id']} needs a shape (a memory preset or a config folder "
+                             f"under data/) and a source (the model card's URL)")
+    return rows
+
+
+def card_params(text: str) -> float | None:
+    """``"1.54B"`` -> 1.54e9, ``"4.00M"`` -> 4.0e6 (the leading number of a card's parameter count); else None."""
+    import re
+
+    match = re.match(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([MB])\b", text or "")
+    return float(match.group(1)) * (1e9 if match.group(2) == "B" else 1e6) if match else None
+
+
+def candidate_table(candidates: Sequence[dict[str, str]], setup: Any,
+                    gpus: Sequence[str] = CANDIDATE_GPUS) -> "pd.DataFrame":
+    """Per candidate: cited facts, parameters counted from its config, the QLoRA estimate and a verdict per GPU.
+
+    Taught in 01_decide. ``setup`` is a ``helpers.memory.TrainSetup``; the verdicts are ``helpers.memory.verdict``'s
+    (``fits``, ``fits with these changes``, ``does not fit``) for the GPUs named in ``gpus``.
+    """
+    import pandas as pd
+
+    from helpers import memory
+
+    sizes = {gpu.name: gpu.memory_gib for gpu in memory.GPUS}
+    unknown = [g for g in gpus if g not in sizes]
+    if unknown:
+        raise ValueError(f"unknown GPU(s) {unknown}: use names from helpers.memory.GPUS ({', '.join(sizes)})")
+    rows = []
+    for c in candidates:
+        where = c["shape"]
+        shape = memory.resolve_shape(REPO_ROOT / where if where.startswith("data/") else where)
+        params, card = shape.total_params(), card_params(c["params_card"])
+        row = {"model": c["model_id"], "kind": c["kind"], "licence": c["licence"], "context (card)": c["context_card"],
+               "profiles": c["profiles"], "params_b (config)": round(params / 1e9, 3),
+               "params_b (card)": None if card is None else round(card / 1e9, 3),
+               "qlora GiB": round(memory.estimate(shape, setup).total_gib, 2)}
+        for gpu in gpus:
+            row[gpu] = memory.verdict(shape, setup, sizes[gpu])["verdict"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")

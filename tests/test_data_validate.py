@@ -36,6 +36,7 @@ CASES = {
     "wrong_type": ("wrong_type", 2, 3, 2, 1, 1),
     "no_assistant_message": ("no_assistant_message", 2, 3, 2, 1, 1),
     "last_not_assistant": ("last_not_assistant", 2, 3, 2, 1, 1),
+    "roles_not_alternating": ("roles_not_alternating", 2, 3, 2, 1, 1),  # line 3: a valid multi-turn row
     "invalid_utf8": ("invalid_utf8", 2, 3, 2, 1, 1),
     "truncated_line": ("truncated_line", 3, 3, 2, 1, 1),
     "json_array": ("json_array", 1, 2, 0, 2, 1),
@@ -261,3 +262,49 @@ def test_impossible_paths_are_exit_2_not_a_traceback(tmp_path):
     too_long = validate(tmp_path / ("a" * 5000))
     assert too_long.exit_code == 2 and too_long.codes() == ["unreadable"]
     assert validate("bad\x00name.jsonl").exit_code == 2
+
+
+@pytest.mark.parametrize("roles, ok", [
+    (["system", "user", "assistant", "user", "assistant"], True),  # a multi-turn row: valid
+    (["user", "assistant", "user", "assistant", "user", "assistant"], True),
+    (["system", "user", "assistant", "tool", "assistant"], True),  # a tool result between a call and its answer
+    (["system", "user", "user", "assistant"], False),
+    (["system", "user", "assistant", "assistant"], False),
+    (["user", "assistant", "system", "assistant"], False),  # a system turn does not end a turn
+])
+def test_multi_turn_rows_alternate(roles, ok):
+    messages = []
+    for role in roles:
+        msg = {"role": role, "content": "{}" if role == "assistant" else "x"}
+        if role == "assistant" and len(messages) + 1 < len(roles) and roles[len(messages) + 1] == "tool":
+            msg["tool_calls"] = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+        messages.append(msg)
+    codes = [p.code for p in check_row({"messages": messages}, 1)]
+    assert ("roles_not_alternating" not in codes) is ok, codes
+    assert "roles_not_alternating" not in [p.code for p in check_row({"messages": messages}, 1, openai=True)]
+
+
+def test_turn_tokens_split_a_multi_turn_row_and_train_every_assistant_turn(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from helpers.data.validation import turn_tokens
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    messages = [{"role": "system", "content": "Extract JSON."}, {"role": "user", "content": "Where is my order?"},
+                {"role": "assistant", "content": '{"order_id": null}'},
+                {"role": "user", "content": "Sorry, it is ORD-123456."},
+                {"role": "assistant", "content": '{"order_id": "ORD-123456"}'}]
+    turns = turn_tokens(messages, tok)
+    full = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    assert [t["role"] for t in turns] == [m["role"] for m in messages]
+    assert sum(t["tokens"] for t in turns) == len(full["input_ids"])
+    assert sum(t["trained"] for t in turns) == sum(full["assistant_masks"])
+    for turn, message in zip(turns, messages):
+        if message["role"] == "assistant":  # the answer and its end token, not the role header
+            answer = tok(message["content"] + tok.eos_token, add_special_tokens=False)["input_ids"]
+            assert turn["trained"] == len(answer)
+        else:
+            assert turn["trained"] == 0
+    tok.chat_template = "{{ messages | length }}" + tok.chat_template  # looks ahead: prefixes render differently
+    with pytest.raises(TemplateError, match="differently"):
+        turn_tokens(messages, tok)

@@ -198,3 +198,62 @@ def test_pick_examples_rejects_rows_without_a_json_answer():
     bad = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "not json"}]}]
     with pytest.raises(ValueError, match="training row 0"):
         decide.pick_examples(bad, 1)
+
+
+# ------------------------------------------------------------------------------------------------ choosing a base
+
+
+def test_candidate_table_counts_parameters_from_the_configs_and_gives_verdicts():
+    from helpers import memory
+
+    setup = memory.setup_from_profile(config.PROFILES["l4"])
+    table = decide.candidate_table(decide.read_candidates(), setup)
+    assert {"kind", "licence", "qlora GiB", *decide.CANDIDATE_GPUS} <= set(table.columns)
+    assert set(table["kind"]) == set(decide.KINDS)
+    # every profile's model fits the GPU the profile is sized for; a 70B model fits none of the three
+    assert table.loc["Qwen/Qwen2.5-1.5B-Instruct", "T4 16 GB"] == "fits"
+    assert table.loc["Qwen/Qwen2.5-7B-Instruct", "L4 24 GB"] == "fits"
+    assert (table.loc["meta-llama/Meta-Llama-3-70B-Instruct", list(decide.CANDIDATE_GPUS)] == "does not fit").all()
+    # the count from config.json agrees with what the model card says, where the card's number was verified
+    cited = table.dropna(subset=["params_b (card)"])
+    assert len(cited) >= 5
+    ratio = cited["params_b (config)"] / cited["params_b (card)"]
+    assert ratio.between(0.95, 1.05).all(), ratio
+    assert table.loc["Qwen/Qwen2.5-7B-Instruct", "params_b (config)"] == pytest.approx(7.615, abs=0.01)
+    # a base and its instruct version have the same architecture, so the same memory
+    assert table.loc["meta-llama/Meta-Llama-3-8B", "qlora GiB"] == table.loc["meta-llama/Meta-Llama-3-8B-Instruct",
+                                                                            "qlora GiB"]
+
+
+def test_every_candidate_cites_a_source():
+    for row in decide.read_candidates():
+        assert row["source"].startswith(("https://huggingface.co/", "data/")), row
+        assert row["evidence"], row
+
+
+def test_card_params():
+    assert decide.card_params("1.54B") == pytest.approx(1.54e9)
+    assert decide.card_params("4.00M") == pytest.approx(4e6)
+    assert decide.card_params("6.74B (hub's safetensors count)") == pytest.approx(6.74e9)
+    assert decide.card_params("not verified") is None
+
+
+def test_read_candidates_names_bad_rows(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("model_id,kind\nx,base\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="missing column"):
+        decide.read_candidates(path)
+    header = ",".join(decide.CANDIDATE_COLUMNS)
+    path.write_text(header + "\nm,chat,MIT,1B,4k,,llama-7b,https://huggingface.co/m,e\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"c\.csv:2: kind 'chat'"):
+        decide.read_candidates(path)
+    path.write_text(header + "\nm,base,MIT,1B,4k,,,https://huggingface.co/m,e\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="needs a shape"):
+        decide.read_candidates(path)
+
+
+def test_candidate_table_refuses_an_unknown_gpu():
+    from helpers import memory
+
+    with pytest.raises(ValueError, match="unknown GPU"):
+        decide.candidate_table(decide.read_candidates()[:1], memory.TrainSetup(), gpus=("RTX 9090",))

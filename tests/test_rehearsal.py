@@ -345,3 +345,16 @@ def test_notebook_07_dpo_and_grpo_run_on_the_qwen2_stand_in(stand_ins, rows, tmp
     grpo.train()
     assert [v for _, v in train.log_series(grpo.state.log_history, "reward")] == [0.0, 0.0]  # no valid JSON yet
     assert evaluate.sampled_reward(grpo.model, tokenizer, rows[1][:2], 2, 0.8, cfg.max_new_tokens) == 0.0
+
+
+def test_turn_tokens_train_every_assistant_turn_with_the_hub_template(stand_ins, rows):
+    """Notebook 02's multi-turn claims (2.10) on Qwen2.5's training template: every assistant turn is trained."""
+    from helpers import data
+
+    tokenizer = models.load_tokenizer(next(iter(stand_ins.values())), log=lambda _m: None)
+    messages = rows[0][0]["messages"] + [{"role": "user", "content": "Sorry, it is the KeyFlow Keyboard."},
+                                         {"role": "assistant", "content": SHORT_ANSWER}]
+    turns = data.turn_tokens(messages, tokenizer)
+    full = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    assert sum(t["tokens"] for t in turns) == len(full["input_ids"])
+    assert [t["trained"] > 0 for t in turns] == [m["role"] == "assistant" for m in messages]

@@ -27,6 +27,7 @@ from helpers.data.clean import (
     normalise_whitespace,
     scrub_pii,
 )
+from helpers.data.distillation import DistillResult, distill, noisy_teacher, rule_teacher
 from helpers.data.formats import (
     DataFormatError,
     check_openai,
@@ -55,7 +56,8 @@ from helpers.data.preference import (
 from helpers.data.report import DataReport, data_report, write_report
 from helpers.data.rows import SPLIT_NAMES, answer_of, load_split, split_path, ticket_text
 from helpers.data.split import LeakageReport, SplitConfig, check_leakage, group_ids, split_rows
-from helpers.data.validation import TemplateError, ValidationReport, validate
+from helpers.data.screen import screen_rows, screen_scores, screen_text
+from helpers.data.validation import TemplateError, ValidationReport, turn_tokens, validate
 
 # Tickets the course team wrote by hand (never generated, never trained on): a held-out check that the fine-tuned
 # model reads real phrasings, not only the generator's. Read it with read_jsonl(HANDWRITTEN); the rules of its answers
@@ -72,4 +74,6 @@ __all__ = [
     "make_near_duplicates", "normalise_whitespace", "read_csv", "read_jsonl", "read_rows", "render_chat",
     "reorder_sentences", "scrub_pii", "split_path", "split_rows", "synthetic_share", "targeted_rows", "ticket_text", "to_messages",
     "to_openai", "to_prompt_completion", "to_text", "validate", "write_jsonl", "write_report",
+    "DistillResult", "distill", "noisy_teacher", "rule_teacher", "screen_rows", "screen_scores", "screen_text",
+    "turn_tokens",
 ]

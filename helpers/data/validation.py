@@ -13,8 +13,9 @@ The checks follow OpenAI's fine-tuning format checks and add the ones a local tr
   ``unknown_key`` (a typo such as ``"contnet"`` would otherwise train on nothing). ``openai=True`` follows OpenAI's
   chat fine-tuning format instead (see ``OPENAI_TOP_KEYS``): no ``metadata``, the ``function`` role and
   ``function_call`` of the older format allowed.
-* **Roles.** ``system``, ``user``, ``assistant``, ``tool``. ``weight`` (0 or 1) only on assistant messages; this
-  course's trainer ignores ``weight``, so ``weight: 0`` (a turn OpenAI would not train on) is an error
+* **Roles.** ``system``, ``user``, ``assistant``, ``tool``. In a multi-turn row user and assistant turns alternate
+  (``roles_not_alternating`` otherwise; a tool call and its result may sit inside an assistant's turn). ``weight``
+  (0 or 1) only on assistant messages; this course's trainer ignores ``weight``, so ``weight: 0`` (a turn OpenAI would not train on) is an error
   (``weight_not_honoured``) except with ``openai=True``.
   ``content`` must be a string, except ``null`` on an assistant message that carries ``tool_calls``.
 * **With a tokenizer.** Token count with the model's real chat template; rows over ``max_tokens`` get the warning
@@ -71,6 +72,7 @@ ERROR_CODES: dict[str, str] = {
     "wrong_type": "'metadata', 'tools', 'name', 'tool_calls' or 'tool_call_id' has the wrong type",
     "no_assistant_message": "the conversation has no assistant message",
     "last_not_assistant": "the last message is not from the assistant",
+    "roles_not_alternating": "two user (or two assistant) turns in a row: a turn was lost or two should be one",
     "template_error": "the tokenizer's chat template fails on this row",
     "no_trainable_tokens": "no assistant token survives assistant-only masking and truncation",
     "internal_error": "the validator itself failed on this row (a bug: please report it)",
@@ -327,7 +329,29 @@ def check_row(obj: Any, line: int, openai: bool = False) -> list[Problem]:
     elif roles[-1] != "assistant":
         problems.append(Problem(line, "last_not_assistant", f"the last message is from {_short(roles[-1])}: "
                                                             f"end the conversation with the assistant's answer"))
+    if not openai:  # an assistant's tool call is a step inside its turn, like the tool result that follows it
+        problems.extend(check_alternation([("tool" if r == "assistant" and isinstance(m, dict) and m.get("tool_calls")
+                                            else r) for r, m in zip(roles, messages)], line))
     return problems
+
+
+def check_alternation(roles: list[Any], line: int) -> list[Problem]:
+    """A multi-turn row's user and assistant turns must alternate (system turns aside; tool steps end a turn).
+
+    Several chat templates (Llama 2, Mistral, Gemma) refuse such a row; the others render it, and the model then
+    learns from a conversation with a missing answer or a question split in two.
+    """
+    previous = None
+    for i, role in enumerate(roles):
+        if role in ("user", "assistant"):
+            if role == previous:
+                return [Problem(line, "roles_not_alternating", f"messages[{i}] is a second {role} turn in a row: "
+                                f"merge the two into one message, or restore the "
+                                f"{'assistant' if role == 'user' else 'user'} turn between them")]
+            previous = role
+        elif role == "tool":
+            previous = role
+    return []
 
 
 def _split_lines(data: bytes) -> tuple[list[bytes], bool]:
@@ -614,3 +638,29 @@ def check_tokens(report: ValidationReport, tokenizer: Any, max_tokens: int | Non
             row.problems.append(Problem(row.line, "no_trainable_tokens", f"0 trainable tokens ({why}): "
                                                                          f"shorten the prompt or raise the max length"))
     return report
+
+
+def turn_tokens(messages: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
+    """Per message: its role, its tokens in the rendered chat and how many of them assistant-only loss trains on.
+
+    Taught in 02_dataset. Each turn's span is the growth of the rendered prefix (messages ``[:k]``), so the spans add up
+    to the whole conversation; a template that renders a prefix differently from the start of the whole chat (one
+    that looks ahead) raises :class:`TemplateError`.
+    """
+    require_generation_markers(tokenizer)
+    kwargs = dict(tokenize=True, return_dict=True)
+    full = tokenizer.apply_chat_template(messages, return_assistant_tokens_mask=True, **kwargs)
+    ids, mask = list(full["input_ids"]), list(full["assistant_masks"])
+    out, start = [], 0
+    for k, message in enumerate(messages, start=1):
+        prefix = list(tokenizer.apply_chat_template(messages[:k], **kwargs)["input_ids"])
+        if prefix != ids[:len(prefix)] or len(prefix) < start:
+            raise TemplateError(f"the chat template renders messages[:{k}] differently from the start of the whole "
+                                f"conversation, so tokens cannot be assigned to turns")
+        out.append({"turn": k - 1, "role": message.get("role"), "tokens": len(prefix) - start,
+                    "trained": int(sum(mask[start:len(prefix)]))})
+        start = len(prefix)
+    if start != len(ids):  # tokens after the last turn (a template's closing text)
+        out.append({"turn": len(messages), "role": "(template end)", "tokens": len(ids) - start,
+                    "trained": int(sum(mask[start:]))})
+    return out
