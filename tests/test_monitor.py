@@ -67,3 +67,13 @@ def test_thresholds_come_from_the_reference_window(monitor):
     assert set(monitor.thresholds) == set(ev.STATISTICS) == set(ev.MATERIAL)
     assert monitor.thresholds["oov_rate"] > monitor.reference_values["oov_rate"]
     assert monitor.thresholds["json_valid"] <= monitor.reference_values["json_valid"]
+
+
+def test_plot_retraining_marks_the_first_crossing():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = ev.plot_retraining(["w1", "w2", "w3"], [0.01, 0.03, 0.04], threshold=0.02)
+    weekly, loop = fig.axes
+    assert [t.get_text() for t in weekly.texts] == ["alert: start the loop"]
+    assert len(loop.patches) == 5  # the five steps of the loop

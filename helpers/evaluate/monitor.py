@@ -228,7 +228,7 @@ def plot_retraining(weeks: Sequence[str], values: Sequence[float], threshold: fl
     ax.axhline(threshold, color="tab:red", linestyle="--", label="threshold (99.5th pct. of reference weeks)")
     if crossed:
         ax.axvspan(crossed[0] - 0.4, len(values) - 0.6, color="tab:red", alpha=0.08)
-        ax.annotate("alert: start the loop", (crossed[0], values[crossed[0]]), xytext=(-110, 10),
+        ax.annotate("alert: start the loop", (crossed[0], values[crossed[0]]), xytext=(-140, -20),
                     textcoords="offset points", arrowprops={"arrowstyle": "->"})
     ax.set_xticks(range(len(weeks)), weeks, rotation=30, fontsize=8)
     ax.set_ylabel(label)
