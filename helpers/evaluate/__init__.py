@@ -22,6 +22,9 @@ One module per topic; every public name is importable from ``helpers.evaluate`` 
 - ``grounding``: extracted values the ticket does not contain (hallucinations)
 - ``constrained``: JSON-schema-constrained generation (llguidance): the format guaranteed, not the content
 - ``rewards``: verifiable rewards for GRPO (schema, fields, grounding) and their weighted total (07)
+- ``meteor``: METEOR of the summaries offline (exact + Porter-stem stages; no WordNet synonyms)
+- ``monitor``: production monitoring, input drift and output health of a week against a reference window (06)
+- ``live_ab``: live A/B tests of model versions: sample size, two-proportion test, the peeking pitfall (06)
 - ``forgetting``: the cross-entropy of general text (:func:`text_loss`), forgetting as a number (05_iterate)
 
 A new topic is a new module plus one ``from helpers.evaluate.<module> import ...`` line below.
@@ -104,6 +107,25 @@ from helpers.evaluate.constrained import (
     constrained_generate,
 )
 from helpers.evaluate.forgetting import GENERAL_TEXTS, text_loss
+from helpers.evaluate.meteor import NO_SYNONYMS, meteor, meteor_parts
+from helpers.evaluate.monitor import (
+    MATERIAL,
+    STATISTICS,
+    Monitor,
+    MonitorError,
+    fit_monitor,
+    plot_retraining,
+    psi,
+    simulate_week,
+)
+from helpers.evaluate.live_ab import (
+    arm_outcomes,
+    sample_size_per_arm,
+    simulate_peeking,
+    simulated_power,
+    split_traffic,
+    two_proportion_test,
+)
 from helpers.evaluate.rewards import (
     REWARD_FUNCS,
     REWARD_WEIGHTS,
