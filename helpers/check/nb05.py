@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Mapping, Sequence
 
 from helpers.check._core import report, unanswered
 
 
 def _int(answer: Any) -> bool:
-    return isinstance(answer, int) and not isinstance(answer, bool)
+    return isinstance(answer, numbers.Integral) and not isinstance(answer, bool)
 
 
 def exercise_05_1(answer: Any, table: Any, candidates: Sequence[str]) -> bool:
@@ -52,7 +53,7 @@ def exercise_05_2(answer: Any, profiles: Mapping[str, Any], n_rows: int) -> bool
     truth = {name: _epochs(profile, n_rows) for name, profile in profiles.items()}
     if set(answer) != set(truth):
         return report(key, False, f"give one entry per profile of config.PROFILES ({', '.join(truth)})")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in answer.values()):
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in answer.values()):
         return report(key, False, "each value must be a number of epochs (a float)")
     wrong = [name for name in truth if abs(answer[name] - truth[name]) > max(0.006, 1e-3 * truth[name])]
     if not wrong:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -12,7 +13,7 @@ from helpers.check._core import report, unanswered
 def exercise_06_1(answer: Any, cost: Mapping[str, Any], budget_usd: float) -> bool:
     """Exercise 6.1: whole epochs of the OpenAI job that ``budget_usd`` pays for. Taught in 06_export."""
     key = "06_1"
-    if unanswered(answer) or not isinstance(answer, int) or isinstance(answer, bool):
+    if unanswered(answer) or not isinstance(answer, numbers.Integral) or isinstance(answer, bool):
         return report(key, False, "answer_1 must be an int: a whole number of epochs")
     per_epoch = cost["tokens_per_epoch"] * cost["price_per_million"] / 1e6  # USD for one pass over the rows
     if per_epoch <= 0:
@@ -36,7 +37,7 @@ def _weights_bytes(folder: Path) -> int:
 def exercise_06_2(answer: Any, merged_dir: str | Path, adapter_dir: str | Path) -> bool:
     """Exercise 6.2: how many times the merged model's weight files outweigh the adapter's. Taught in 06_export."""
     key = "06_2"
-    if unanswered(answer) or not isinstance(answer, (int, float)) or isinstance(answer, bool):
+    if unanswered(answer) or not isinstance(answer, numbers.Real) or isinstance(answer, bool):
         return report(key, False, "answer_2 must be a number: merged weight bytes / adapter weight bytes")
     merged, adapter = _weights_bytes(Path(merged_dir)), _weights_bytes(Path(adapter_dir))
     if not merged or not adapter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import statistics
 from typing import Any, Mapping, Sequence
 
@@ -13,7 +14,7 @@ GRPO_EPS = 1e-4  # TRL adds it to the group's standard deviation
 
 def _numbers(answer: Any, n: int) -> bool:
     return (isinstance(answer, (list, tuple)) and len(answer) == n
-            and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in answer))
+            and all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in answer))
 
 
 def _close(answer: Sequence[float], truth: Sequence[float], tol: float = 1e-3) -> bool:
@@ -25,6 +26,8 @@ def exercise_07_1(answer: Any, group: Sequence[str], reference: str, ticket: str
     from helpers.evaluate import json_reward
 
     key = "07_1"
+    if hasattr(answer, "tolist") and not isinstance(answer, str):  # a numpy array or a pandas Series
+        answer = answer.tolist()
     if unanswered(answer) or not _numbers(answer, len(group)):
         return report(key, False, f"answer_1 must be a list of {len(group)} floats, one advantage per answer of "
                                   f"the group, in the group's order")
@@ -68,7 +71,7 @@ def exercise_07_2(answer: Any, pairs: Sequence[dict[str, Any]], rows: Sequence[d
     truth = {kind: sum(values) / len(values) for kind, values in gaps.items()}
     if set(answer) != set(truth):
         return report(key, False, f"one entry per mistake kind of the pairs (pair['kind']): {', '.join(sorted(truth))}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in answer.values()):
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in answer.values()):
         return report(key, False, "each value must be a number: the mean of chosen's reward minus rejected's")
     if all(abs(answer[k] - truth[k]) <= 1e-3 for k in truth):
         widest = max(truth, key=truth.get)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 from helpers.check._core import report, unanswered
@@ -11,7 +12,7 @@ MAX_PROCESSES = 16  # exercise 8.2 looks at 1 .. 16 processes
 
 
 def _int(answer: Any) -> bool:
-    return isinstance(answer, int) and not isinstance(answer, bool)
+    return isinstance(answer, numbers.Integral) and not isinstance(answer, bool)
 
 
 def _fewest_gpus(est: Any, strategy: str, gib: float, limit: int = 1024) -> int | None:
@@ -50,6 +51,8 @@ def exercise_08_2(answer: Any, cfg: Any) -> bool:
     from helpers import train
 
     key = "08_2"
+    if hasattr(answer, "tolist") and not isinstance(answer, str):  # a numpy array or a pandas Series
+        answer = answer.tolist()
     if unanswered(answer) or not isinstance(answer, (list, tuple, set)) or not all(_int(n) for n in answer):
         return report(key, False, f"answer_2 must be a list of ints: the process counts from 1 to {MAX_PROCESSES}")
     truth = []
@@ -85,7 +88,7 @@ def exercise_08_3(answer: Any, lengths: Sequence[int], batch_size: int) -> bool:
     from helpers import train
 
     key = "08_3"
-    if unanswered(answer) or not isinstance(answer, (int, float)) or isinstance(answer, bool):
+    if unanswered(answer) or not isinstance(answer, numbers.Real) or isinstance(answer, bool):
         return report(key, False, "answer_3 must be a float: the share of padding tokens, between 0 and 1")
     truths = [_sorted_waste(lengths, batch_size, reverse) for reverse in (False, True)]  # either direction counts
     if any(abs(answer - t) <= 1e-4 for t in truths):
