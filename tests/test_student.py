@@ -112,3 +112,15 @@ def test_the_student_notebook_runs(name, student_artifacts, monkeypatch):
         if cell.cell_type == "code" and "check.exercise_" in cell.source:
             printed = "".join(o.get("text", "") for o in cell.outputs)
             assert "not yet" in printed, f"student/{name}: the checker should answer the starter with a hint"
+
+
+def test_a_solution_without_a_starter_is_refused(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nb = load(NOTEBOOKS[0])
+    solution = next((c for c in nb["cells"] if "solution" in tags(c)), None)
+    assert solution is not None, f"{NOTEBOOKS[0].name} has no solution cell"
+    solution["metadata"].pop("starter")
+    (notebooks / NOTEBOOKS[0].name).write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    with pytest.raises(SystemExit, match="has no metadata 'starter'"):
+        course.write_student(tmp_path / "out", notebooks=notebooks)
