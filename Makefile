@@ -14,7 +14,7 @@ TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || echo $(TORCH_CPU
 # (`make course PROFILE=t4`) must reach the hub (or its cache) for its model.
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: course test install clean-runs
+.PHONY: course test install clean-runs student
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ course: install
 # job on 2 cores, spinning threads made a QLoRA step ~30x slower (7.9 s vs 0.43 s measured); quiet, passive costs ~30%.
 test: install
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} HF_HUB_OFFLINE=1 COURSE_PROFILE=cpu-tiny COURSE_MIN_TESTS=400 $(BIN)/python -m pytest --nbmake --nbmake-timeout=3600 -p no:cacheprovider
+
+# The student notebooks (student/) and answer keys (docs/solutions/) are generated from notebooks/: run this after
+# editing a notebook (tests/test_student.py fails while they are stale).
+student: install
+	$(BIN)/python -m helpers.course student
 
 clean-runs:
 	rm -rf runs/ artifacts/

@@ -3,6 +3,10 @@
 ``python -m helpers.course run [--profile P] [--only NN ...]`` executes each notebook with the profile injected after
 its ``parameters`` cell, saves executed copies to ``runs/<timestamp>/``, and writes ``report.md`` and ``report.html``
 with each notebook's status, runtime, key metrics (from :func:`record`) and plots.
+
+``python -m helpers.course student [--out DIR] [--check]`` writes the student version of every notebook to
+``student/`` (each ``solution`` cell replaced by its ``starter``, ``hidden-check`` cells removed, no outputs) and its
+answer key to ``docs/solutions/``; ``--check`` writes nothing and exits 1 naming every stale or missing file.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import base64
 import html
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -280,6 +285,128 @@ def run_course(profile: str = "auto", only: list[str] | None = None, keep_going:
     return 0 if all(r.status == "ok" for r in results) else 1
 
 
+# ------------------------------------------------------------------------------------------- the student version
+STUDENT_DIRNAME, SOLUTIONS_DIRNAME = "student", "docs/solutions"  # under the repository root (or --out)
+_CHECKER_RE = re.compile(r"check\.(exercise_\d\d_\d+)\(")
+
+
+def _lines(text: str) -> list[str]:
+    """A cell's source as the list of lines a saved notebook holds."""
+    return text.splitlines(keepends=True)
+
+
+def _tags(cell: dict[str, Any]) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def exercises_of(nb: dict[str, Any]) -> list[dict[str, str]]:
+    """Each exercise of a notebook (JSON): heading, statement, solution, starter and checker name, in order."""
+    found: list[dict[str, str]] = []
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and source.startswith("### Exercise"):
+            heading, _, statement = source.partition("\n")
+            found.append({"heading": heading.removeprefix("### ").strip(), "statement": statement.strip(),
+                          "solution": "", "starter": "", "checker": ""})
+        elif found and cell["cell_type"] == "markdown" and source.startswith("#"):
+            found.append({})  # a later heading closes the last exercise
+        elif found and found[-1] and "solution" in _tags(cell):
+            found[-1].update(solution=source, starter=str(cell["metadata"].get("starter", "")))
+        elif found and found[-1] and not found[-1]["checker"] and (match := _CHECKER_RE.search(source)):
+            found[-1]["checker"] = match.group(1)
+    return [ex for ex in found if ex]
+
+
+def student_notebook(nb: dict[str, Any], name: str) -> dict[str, Any]:
+    """The student version of a notebook (JSON): starters for solutions, no hidden checks, no outputs."""
+    instructor = f"notebooks/{name}.ipynb"
+    cells = []
+    for cell in nb["cells"]:
+        tags = _tags(cell)
+        if "hidden-check" in tags:
+            continue
+        cell = json.loads(json.dumps(cell))  # a deep copy
+        if "solution" in tags:
+            starter = cell["metadata"].get("starter", "")
+            if not starter.strip():
+                raise SystemExit(f"error: {instructor}: a solution cell has no metadata 'starter': add the code "
+                                 f"the student version shows instead (e.g. answer_1 = None  # what to compute)")
+            cell["metadata"] = {"tags": ["answer"]}
+            cell["source"] = _lines(starter)
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+            cell["metadata"].pop("execution", None)
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and source.startswith("# Colab bootstrap"):
+            source = source.replace('os.chdir("/content/course/notebooks")', 'os.chdir("/content/course/student")')
+        elif cell["cell_type"] == "markdown":
+            source = source.replace(f"/blob/main/{instructor}", f"/blob/main/{STUDENT_DIRNAME}/{name}.ipynb")
+            source = source.replace("this notebook (the instructor version)",
+                                    f"the instructor version ([`{instructor}`](../{instructor}))")
+        if not cells and cell["cell_type"] == "markdown" and source.startswith("# "):
+            title, _, rest = source.partition("\n")
+            note = (f"*Student version: the exercises' answer cells are empty. Solutions: the instructor version, "
+                    f"[`{instructor}`](../{instructor}), and [`{SOLUTIONS_DIRNAME}/{name}.md`]"
+                    f"(../{SOLUTIONS_DIRNAME}/{name}.md).*")
+            source = f"{title}\n\n{note}\n{rest}"
+        cell["source"] = _lines(source)
+        cells.append(cell)
+    return {**nb, "cells": cells}
+
+
+def answer_key(nb: dict[str, Any], name: str) -> str:
+    """The answer key of a notebook (JSON) as markdown: each exercise's statement, solution and checker."""
+    title = "".join(nb["cells"][0]["source"]).partition("\n")[0].removeprefix("# ").strip()
+    out = [f"# Answer key · {title}", "",
+           f"Generated by `python -m helpers.course student` (`make student`) from "
+           f"[`notebooks/{name}.ipynb`](../../notebooks/{name}.ipynb), the instructor version; do not edit it here. "
+           f"The student version is [`{STUDENT_DIRNAME}/{name}.ipynb`](../../{STUDENT_DIRNAME}/{name}.ipynb).", ""]
+    exercises = exercises_of(nb)
+    if not exercises:
+        out += ["This notebook has no checked exercises yet.", ""]
+    for ex in exercises:
+        if not ex["solution"]:
+            raise SystemExit(f"error: notebooks/{name}.ipynb: {ex['heading']!r} has no cell tagged 'solution'")
+        checker = f"`check.{ex['checker']}` (in `helpers/check/nb{name[:2]}.py`)" if ex["checker"] else "no checker"
+        out += [f"## {ex['heading']}", "", ex["statement"], "", "Solution:", "", "```python",
+                ex["solution"].rstrip(), "```", "", f"Checked by {checker}.", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def student_files(notebooks: Path = NOTEBOOKS_DIR) -> dict[str, str]:
+    """Every generated file (path relative to the output root -> its text): student notebooks and answer keys."""
+    files = {}
+    for path in find_notebooks(notebooks):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        name = path.stem
+        text = json.dumps(student_notebook(nb, name), indent=1, ensure_ascii=False) + "\n"
+        files[f"{STUDENT_DIRNAME}/{name}.ipynb"] = text
+        files[f"{SOLUTIONS_DIRNAME}/{name}.md"] = answer_key(nb, name)
+    return files
+
+
+def write_student(out: Path = REPO_ROOT, check: bool = False, notebooks: Path = NOTEBOOKS_DIR) -> list[str]:
+    """Write (or, with ``check``, only compare) the generated files under ``out``; return the stale or missing ones."""
+    files = student_files(notebooks)
+    stale = []
+    for rel, text in files.items():
+        target = out / rel
+        if target.is_file() and target.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(rel)
+        if not check:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    for folder, suffix in ((STUDENT_DIRNAME, ".ipynb"), (SOLUTIONS_DIRNAME, ".md")):
+        for extra in sorted((out / folder).glob(f"[0-9][0-9]_*{suffix}")):
+            rel = f"{folder}/{extra.name}"
+            if rel not in files:  # its notebook is gone or renamed
+                stale.append(rel)
+                if not check:
+                    extra.unlink()
+    return stale
+
+
 def _prefix(text: str) -> str:
     """An argparse type: a non-empty notebook name prefix (an empty one would match every notebook)."""
     if not text.strip():
@@ -295,7 +422,7 @@ def _seconds(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``run`` and ``list``."""
+    """Command line: ``run``, ``list`` and ``student``."""
     parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks in order and write a report")
@@ -307,11 +434,24 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--fallback", action="store_true",
                      help="skip the training cells: use the results shipped in data/fallback (cpu-tiny only)")
     sub.add_parser("list", help="list the notebooks")
+    student = sub.add_parser("student", help="write the student notebooks (student/) and answer keys "
+                                             "(docs/solutions/) from notebooks/")
+    student.add_argument("--out", type=Path, default=REPO_ROOT,
+                         help="folder that receives student/ and docs/solutions/ (default: the repository root)")
+    student.add_argument("--check", action="store_true",
+                         help="write nothing; exit 1 naming every stale or missing generated file")
     args = parser.parse_args(argv)
     if args.command == "list":
         for path in find_notebooks():
             print(path.name)
         return 0
+    if args.command == "student":
+        stale = write_student(args.out, check=args.check)
+        verb = "stale or missing (run `make student`)" if args.check else "written"
+        for rel in stale:
+            print(f"{verb}: {rel}")
+        print(f"{len(stale)} generated file(s) {verb}" if stale else "the student version is up to date")
+        return 1 if stale and args.check else 0
     try:
         return run_course(args.profile, args.only, args.keep_going, timeout=args.timeout, fallback=args.fallback)
     except ProfileError as err:

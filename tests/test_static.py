@@ -65,12 +65,47 @@ def test_opening_and_parameters(nb):
 
 
 def test_structure(nb):
+    name = nb.path.name
     headings = [ln for c in nb.cells if c.cell_type == "markdown" for ln in c.source.splitlines()]
-    assert "## Summary" in headings and "## Exercises" in headings, f"{nb.path.name}: Summary and Exercises"
+    assert "## Summary" in headings and "## Exercises" in headings, f"{name}: Summary and Exercises"
     numbered = [h for h in headings if re.match(r"## \d+\.\d+ ", h)]
-    assert len(numbered) >= 3, f"{nb.path.name}: numbered '## N.x' sections"
-    last_code = code_cells(nb)[-1].source
-    assert "assert " in last_code and "course.record(" in last_code, "the last code cell asserts and records"
+    assert len(numbered) >= 3, f"{name}: numbered '## N.x' sections"
+    summary = next(i for i, c in enumerate(nb.cells)
+                   if c.cell_type == "markdown" and "## Summary" in c.source.splitlines())
+    before = [c for c in code_cells(nb) if nb.cells.index(c) < summary]
+    last_code = before[-1].source
+    assert "assert " in last_code and "course.record(" in last_code, \
+        f"{name}: the last code cell before '## Summary' asserts and records"
+    after = nb.cells[summary + 1:]
+    assert after and after[0].cell_type == "markdown" and after[0].source.startswith("## Exercises"), \
+        f"{name}: '## Exercises' comes right after '## Summary'"
+    check_exercises(nb, after)
+
+
+def check_exercises(nb, cells):
+    """Each '### Exercise' has a solution cell with a starter, a checker call and a hidden check of that checker."""
+    from helpers import check
+
+    name, nn = nb.path.name, nb.path.name[:2]
+    starts = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("### Exercise")]
+    assert len(starts) >= 2, f"{name}: at least 2 '### Exercise' headings after '## Exercises'"
+    for number, (start, end) in enumerate(zip(starts, starts[1:] + [len(cells)]), 1):
+        block = cells[start + 1:end]
+        block = block[:next((i for i, c in enumerate(block) if c.cell_type == "markdown" and c.source.startswith("#")),
+                            len(block))]
+        key = f"{nn}_{number}"
+        where = f"{name}: exercise {key} ({cells[start].source.splitlines()[0]})"
+        solutions = [c for c in block if "solution" in c.metadata.get("tags", [])]
+        assert len(solutions) == 1, f"{where}: one code cell tagged 'solution'"
+        assert str(solutions[0].metadata.get("starter", "")).strip(), f"{where}: the solution cell has no 'starter'"
+        assert any(f"check.exercise_{key}(" in c.source for c in block if c.cell_type == "code"), \
+            f"{where}: no cell calls check.exercise_{key}("
+        hidden = [c for c in block if "hidden-check" in c.metadata.get("tags", [])]
+        assert hidden and f'check.RESULTS["{key}"]' in hidden[0].source and "assert " in hidden[0].source, \
+            f"{where}: a 'hidden-check' cell asserting check.RESULTS[\"{key}\"]"
+        assert callable(getattr(check, f"exercise_{key}", None)), f"{where}: helpers.check has no exercise_{key}"
+    imports = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert re.search(r"^from helpers import [^\n]*\bcheck\b", imports, re.M), f"{name}: import check from helpers"
 
 
 def test_cell_budgets(nb):
