@@ -273,13 +273,18 @@ def artifacts_dir(profile: Profile | str, *parts: str) -> Path:
 def repo_relative(value: object) -> object:
     """Strings (inside dicts and lists too) with this machine's paths made portable.
 
-    A path inside the repository becomes relative to it (``data/tiny-llama``), the repository itself ``.``, and the
-    home folder ``~``: an adapter, a manifest or an executed notebook that is shared names no one's home. Hub ids
+    A path inside the repository becomes relative to it (``data/tiny-llama``), the repository itself ``.``, a path in
+    a ``$COURSE_ARTIFACTS`` folder (Google Drive) ``artifacts/...`` as if it were the repository's, and the home folder
+    ``~``: an adapter, a manifest or an executed notebook that is shared names no one's home. Hub ids
     and other paths are left as they are.
     """
     if isinstance(value, str):
-        root, home = str(REPO_ROOT), str(Path.home())
-        text = value.replace(root + os.sep, "")
+        root, home, moved = str(REPO_ROOT), str(Path.home()), str(artifacts_root())
+        text = value
+        if moved != str(ARTIFACTS_DIR):  # $COURSE_ARTIFACTS (a Drive folder): written as the artifacts/ it stands for
+            text = text.replace(moved + os.sep, "artifacts" + os.sep)
+            text = "artifacts" if text == moved else text
+        text = text.replace(root + os.sep, "")
         text = text if text != root else "."
         text = text.replace(root, ".")
         return text.replace(home + os.sep, "~" + os.sep) if len(home) > 1 else text

@@ -62,3 +62,13 @@ def test_executed_notebooks_hold_no_machine_path(tmp_path):
     executed = next((tmp_path / "runs").iterdir()) / "00_paths.ipynb"
     text = executed.read_text()
     assert "data/tiny-llama" in text and leaks(text) == []
+
+
+def test_a_moved_artifacts_folder_is_written_as_artifacts(monkeypatch, tmp_path):
+    # Colab with DRIVE = True (or the fallback course's own folder): $COURSE_ARTIFACTS lies outside the repository, and
+    # a manifest must not carry that machine's path (06 checks every exported file for one)
+    monkeypatch.setenv(config.ARTIFACTS_ENV_VAR, str(tmp_path / "drive" / "artifacts"))
+    moved = tmp_path / "drive" / "artifacts"
+    assert config.repo_relative(str(moved / "cpu-tiny" / "checkpoints")) == "artifacts/cpu-tiny/checkpoints"
+    assert config.repo_relative({"output_dir": str(moved)}) == {"output_dir": "artifacts"}
+    assert config.repo_relative(str(REPO_ROOT / "data" / "tiny-llama")) == "data/tiny-llama"
