@@ -1477,18 +1477,23 @@ def data_parallel_batch(cfg: Profile, processes: int) -> tuple[int, int]:
 
 
 def launch_script(config_path: str | Path, processes: int = 1, resume: bool = False, timeout: int = 3600,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+                  log: Callable[[str], None] = print, fallback: str | Path | None = None) -> dict[str, Any]:
     """Run ``python -m helpers.train`` in a new process (``torchrun`` with ``processes`` > 1); return its manifest.
 
     Taught in 08_scale_out, which launches the script from the notebook as a learner would from a terminal.
     Several processes each get one CPU thread when the profile runs on the CPU (they share the machine's cores).
-    The script's last lines are logged; a failure raises with the end of its error output.
+    The script's last lines are logged; a failure raises with the end of its error output. Each launch keeps a copy
+    of what it left (and its config) in ``<output_dir>/launches/<name>``; ``fallback`` (``USE_FALLBACK``) copies the
+    launch the course shipped under ``scale_out/<name>`` instead of running one, when its config is the same.
     """
     import subprocess
 
     from helpers.config import REPO_ROOT
 
     script = load_run_config(config_path)  # a bad file fails here, in one line, before any process starts
+    launch = f"{Path(config_path).stem}{'-resume' if resume else ''}-{processes}p"
+    if fallback is not None:
+        return _shipped_launch(Path(fallback) / "scale_out" / launch, script, log)
     command = [sys.executable, "-m", "helpers.train", "--config", str(config_path)] + (["--resume"] if resume else [])
     env = dict(os.environ)
     if processes > 1:
@@ -1503,7 +1508,79 @@ def launch_script(config_path: str | Path, processes: int = 1, resume: bool = Fa
         raise TrainingSetupError(f"the script failed (exit {run.returncode}):\n{tail}")
     for line in run.stdout.strip().splitlines()[-2:]:
         log(line)
+    _keep_launch(script, launch)
     return json.loads((script.output_dir() / MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
+def _keep_launch(script: ScriptConfig, launch: str) -> Path:
+    """Copy what a launch left in its output folder (files, not checkpoints) and its config to ``launches/<name>``."""
+    import shutil
+
+    out = script.output_dir()
+    kept = out / "launches" / launch
+    kept.mkdir(parents=True, exist_ok=True)
+    for path in out.iterdir():
+        if path.is_file():
+            shutil.copy2(path, kept / path.name)
+    (kept / "config.json").write_text(json.dumps({k: v for k, v in script.values.items() if k != "output_dir"},
+                                                 indent=1, sort_keys=True, default=str) + "\n")
+    return kept
+
+
+def _shipped_launch(source: Path, script: ScriptConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    """A launch of 08 as the course shipped it (see :func:`launch_script`'s ``fallback``), copied to its folder."""
+    import shutil
+
+    from helpers.config import FallbackError, repo_relative
+
+    if not (source / "config.json").is_file():
+        raise FallbackError(f"no shipped launch in {repo_relative(str(source))}: the course ships 08's launches with "
+                            "the default parameters only; set USE_FALLBACK = False to run this one")
+    shipped = json.loads((source / "config.json").read_text())
+    mine = json.loads(json.dumps({k: v for k, v in script.values.items() if k != "output_dir"}, default=str))
+    differ = sorted(k for k in set(shipped) | set(mine) if shipped.get(k) != mine.get(k))
+    if differ:
+        listed = "; ".join(f"{k}: shipped {shipped.get(k)!r}, now {mine.get(k)!r}" for k in differ)
+        raise FallbackError(f"the shipped launch {source.name!r} was made with another config ({listed}): set "
+                            "USE_FALLBACK = False to run it with yours")
+    out = script.output_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file() and path.name != "config.json":
+            shutil.copy2(path, out / path.name)
+    manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    log(f"USE_FALLBACK: the launch {source.name!r} as the course shipped it (not run now: "
+        f"{manifest['metrics'].get('global_step')} steps, trained in {manifest.get('wall_time_s', 0):.0f} s when made)")
+    return manifest
+
+
+def save_results(cfg: Profile, name: str, results: Any, settings: dict[str, Any]) -> Path:
+    """Save a cell's measured results with the settings that made them (``artifacts/<profile>/<name>.json``).
+
+    Taught in 03_qlora_training, whose method comparison is shipped this way for ``USE_FALLBACK``.
+    """
+    from helpers.config import artifacts_dir
+
+    path = artifacts_dir(cfg) / f"{name}.json"
+    path.write_text(json.dumps({"settings": settings, "results": results}, indent=1, default=str) + "\n")
+    return path
+
+
+def shipped_results(fallback: str | Path, name: str, settings: dict[str, Any]) -> Any:
+    """The results :func:`save_results` wrote when the course was built, if made with ``settings``. Taught in 03."""
+    from helpers.config import FallbackError, repo_relative
+
+    path = Path(fallback) / f"{name}.json"
+    if not path.is_file():
+        raise FallbackError(f"{repo_relative(str(path))} is missing: restore data/fallback with git or set "
+                            "USE_FALLBACK = False to measure it")
+    saved = json.loads(path.read_text())
+    mine = json.loads(json.dumps(settings, default=str))
+    if saved["settings"] != mine:
+        raise FallbackError(f"the shipped {name} was measured with {saved['settings']}, not {mine}: set "
+                            "USE_FALLBACK = False to measure it with yours")
+    print(f"USE_FALLBACK: {name} as the course measured it ({repo_relative(str(path))})")
+    return saved["results"]
 
 
 def main(argv: list[str] | None = None) -> int:

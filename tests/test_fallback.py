@@ -15,8 +15,10 @@ def test_the_shipped_fallback_is_intact():
     folder = config.FALLBACK_DIR / "cpu-tiny"
     assert build.verify(folder) == [], "data/fallback/cpu-tiny differs from FALLBACK.json: rebuild or restore it"
     files = json.loads((folder / "FALLBACK.json").read_text())["files"]
-    for adapter in ("adapter", "dpo", "grpo", "runs/continue-control", "runs/continue-fix"):
+    for adapter in ("adapter", "dpo", "grpo", "runs/continue-control", "runs/continue-fix", "scale_out/one-1p",
+                    "scale_out/one-resume-1p", "scale_out/ddp-2p"):
         assert f"{adapter}/adapter_model.safetensors" in files, f"{adapter}: no adapter shipped"
+    assert "method_comparison.json" in files
     runs = {name.split("/")[1] for name in files if name.startswith("runs/") and name.endswith("run_manifest.json")}
     assert len(runs) >= 10, f"05's tracked runs: {sorted(runs)}"
     for name in runs:  # every shipped run carries what 05 shows without training: answers, curves, its fingerprint
@@ -121,3 +123,30 @@ def test_a_tracked_run_is_shipped_only_for_the_same_inputs(tmp_path):
         train._shipped_run(source, tmp_path / "runs2" / "recipe", "0" * 64)
     with pytest.raises(config.FallbackError, match="no shipped run"):
         train._shipped_run(tmp_path / "nothing", tmp_path / "runs3" / "x", sha)
+
+
+def test_shipped_results_and_launches_only_for_the_same_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.ARTIFACTS_ENV_VAR, str(tmp_path / "artifacts"))
+    cfg = config.get_profile("cpu-tiny")
+    rows = [{"method": "qlora", "eval_loss": 1.5}]
+    saved = train.save_results(cfg, "method_comparison", rows, {"steps": 30})
+    assert train.shipped_results(saved.parent, "method_comparison", {"steps": 30}) == rows
+    with pytest.raises(config.FallbackError, match="measured with"):
+        train.shipped_results(saved.parent, "method_comparison", {"steps": 31})
+    with pytest.raises(config.FallbackError, match="is missing"):
+        train.shipped_results(tmp_path, "nothing", {})
+
+    shipped = tmp_path / "fallback" / "scale_out" / "one-1p"
+    shipped.mkdir(parents=True)
+    (shipped / "config.json").write_text(json.dumps({"profile": "cpu-tiny", "max_steps": 40}))
+    (shipped / "run_manifest.json").write_text(json.dumps({"metrics": {"global_step": 40}, "wall_time_s": 9.0}))
+    (shipped / "adapter_config.json").write_text("{}")
+    config_path = tmp_path / "one.yaml"
+    config_path.write_text(f"profile: cpu-tiny\nmax_steps: 40\noutput_dir: {tmp_path / 'out'}\n")
+    manifest = train.launch_script(config_path, fallback=tmp_path / "fallback")
+    assert manifest["metrics"]["global_step"] == 40 and (tmp_path / "out" / "adapter_config.json").is_file()
+    config_path.write_text(f"profile: cpu-tiny\nmax_steps: 80\noutput_dir: {tmp_path / 'out'}\n")
+    with pytest.raises(config.FallbackError, match=r"max_steps: shipped 40, now 80"):
+        train.launch_script(config_path, fallback=tmp_path / "fallback")
+    with pytest.raises(config.FallbackError, match="no shipped launch"):
+        train.launch_script(config_path, resume=True, fallback=tmp_path / "fallback")

@@ -1,9 +1,10 @@
 """Build ``data/fallback/cpu-tiny``: what the course's training cells made, shipped so a learner can skip them.
 
-``python -m helpers.build.fallback`` runs notebooks 03, 05 and 07 in the ``cpu-tiny`` profile with the course runner
-(into a temporary artifacts folder, with ``USE_FALLBACK`` off: they train), then copies what their training cells
-produced — 03's adapter and its log, 05's tracked runs (manifests with their answers and curves; the adapters of the
-two runs later cells load), 07's DPO and GRPO adapters and logs — and writes ``FALLBACK.json``: the command, the date,
+``python -m helpers.build.fallback`` runs notebooks 03, 05, 07 and 08 in the ``cpu-tiny`` profile with the course
+runner (into a temporary artifacts folder, with ``USE_FALLBACK`` off: they train), then copies what their training
+cells produced — 03's adapter and its log and its method comparison, 05's tracked runs (manifests with their answers
+and curves; the adapters of the two runs later cells load), 07's DPO and GRPO adapters and logs, 08's script
+launches — and writes ``FALLBACK.json``: the command, the date,
 the commit, the machine, each notebook's runtime and every file's SHA-256. With ``USE_FALLBACK = True`` (or
 ``COURSE_FALLBACK=1``) the notebooks load these instead of training (:func:`helpers.train.load_fallback`,
 :func:`helpers.train.copy_fallback`, ``train.experiment(fallback=...)``).
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from helpers.config import FALLBACK_DIR, FALLBACK_ENV_VAR, REPO_ROOT, ARTIFACTS_ENV_VAR, PROFILE_ENV_VAR
 
-NOTEBOOKS = ("03", "05", "07")
+NOTEBOOKS = ("03", "05", "07", "08")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # 05's runs whose adapters a later cell loads (5.11's test split; 06's second adapter): the others ship their manifest.
 RUNS_WITH_ADAPTER = ("continue-control", "continue-fix")
@@ -44,13 +45,19 @@ def _copy(source: Path, target: Path, names: tuple[str, ...]) -> None:
 
 
 def collect(artifacts: Path, out: Path) -> list[Path]:
-    """Copy the shipped subset of a cpu-tiny ``artifacts/`` folder (after 03, 05, 07 ran) into ``out``."""
+    """Copy the shipped subset of a cpu-tiny ``artifacts/`` folder (after 03, 05, 07, 08 ran) into ``out``."""
     tiny = artifacts / "cpu-tiny"
     if out.exists():
         shutil.rmtree(out)
     _copy(tiny / "adapter", out / "adapter", (*ADAPTER_FILES, "run_manifest.json", "trainer_log.json"))
     for name in ("dpo", "grpo"):
         _copy(tiny / name / "adapter", out / name, (*ADAPTER_FILES, "trainer_log.json"))
+    _copy(tiny, out, ("method_comparison.json",))  # 03's full / LoRA / QLoRA comparison
+    launches = sorted((tiny / "scale_out").glob("*/launches/*"))  # 08's script launches, each as it left its folder
+    if not launches:
+        raise FileNotFoundError(f"{tiny / 'scale_out'} holds no launches: 08 did not run its script")
+    for launch in launches:
+        _copy(launch, out / "scale_out" / launch.name, tuple(p.name for p in sorted(launch.iterdir()) if p.is_file()))
     for run in sorted(p for p in (tiny / "runs").iterdir() if (p / "run_manifest.json").is_file()):
         names = ("run_manifest.json", *(ADAPTER_FILES if run.name in RUNS_WITH_ADAPTER else ()))
         _copy(run, out / "runs" / run.name, names)
@@ -73,7 +80,7 @@ def _commit() -> str:
 
 
 def build(out: Path = FALLBACK_DIR / "cpu-tiny", keep: Path | None = None) -> Path:
-    """Run 03, 05 and 07 on cpu-tiny (training), collect their results into ``out``; return ``out/FALLBACK.json``."""
+    """Run 03, 05, 07 and 08 on cpu-tiny (training), collect their results into ``out``; return its FALLBACK.json."""
     from helpers import course
     from helpers.train import hardware, library_versions
 
@@ -89,7 +96,7 @@ def build(out: Path = FALLBACK_DIR / "cpu-tiny", keep: Path | None = None) -> Pa
     seconds = {r["name"]: round(r["seconds"], 1) for r in json.loads(reports[-1].read_text())}
     files = collect(work / "artifacts", out)
     record = {
-        "what": "results of the training cells of notebooks 03, 05 and 07 in the cpu-tiny profile",
+        "what": "results of the training cells of notebooks 03, 05, 07 and 08 in the cpu-tiny profile",
         "command": "python -m helpers.build.fallback",
         "made_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": _commit(),
