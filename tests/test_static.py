@@ -143,3 +143,19 @@ def test_readme_lists_every_notebook():
     readme = (REPO_ROOT / "README.md").read_text()
     for path in NOTEBOOKS:
         assert f"notebooks/{path.name}" in readme, f"README's notebook table misses {path.name}"
+
+
+def test_no_cell_rebinds_a_helpers_module(nb):
+    # `for name, check in ...` once replaced the exercise checkers' module with a DataFrame, three cells before its use
+    imported = set()
+    for cell in code_cells(nb):
+        for line in cell.source.splitlines():
+            if line.startswith("from helpers import "):
+                imported |= {name.strip() for name in line.removeprefix("from helpers import ").split(",")}
+    pattern = re.compile(r"^\s*(?:for\s+([\w\s,]+?)\s+in\b|([\w\s,]+?)\s*=(?!=))", re.M)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for match in pattern.finditer(cell.source):
+            names = {n.strip() for n in (match.group(1) or match.group(2) or "").split(",")}
+            assert not names & imported, f"{nb.path.name} cell {i}: rebinds {names & imported} (a helpers module)"
