@@ -979,7 +979,10 @@ def _inputs_sha(cfg: Profile, *inputs: Any) -> str:
             return [plain(v) for v in value]
         return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
-    text = json.dumps(plain([asdict(cfg), *inputs]), sort_keys=True, default=str)
+    from helpers.config import repo_relative
+
+    # repo-relative: the profile's model_id is a path into the repository, which differs between machines
+    text = json.dumps(repo_relative(plain([asdict(cfg), *inputs])), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -150,3 +150,16 @@ def test_shipped_results_and_launches_only_for_the_same_settings(tmp_path, monke
         train.launch_script(config_path, fallback=tmp_path / "fallback")
     with pytest.raises(config.FallbackError, match="no shipped launch"):
         train.launch_script(config_path, resume=True, fallback=tmp_path / "fallback")
+
+
+
+def test_a_tracked_runs_fingerprint_does_not_depend_on_where_the_repository_is(monkeypatch):
+    # the shipped runs were fingerprinted in one clone and are looked up in another: cpu-tiny's model_id is a path
+    from pathlib import Path
+
+    cfg = config.get_profile("cpu-tiny")
+    rows = [{"messages": [{"role": "user", "content": "a"}]}]
+    here = train._inputs_sha(cfg.replace(model_id=str(config.REPO_ROOT / "data" / "tiny-llama")), rows)
+    assert here != train._inputs_sha(cfg.replace(model_id="Qwen/Qwen2.5-1.5B-Instruct"), rows)
+    monkeypatch.setattr(config, "REPO_ROOT", Path("/elsewhere/course"))
+    assert train._inputs_sha(cfg.replace(model_id="/elsewhere/course/data/tiny-llama"), rows) == here

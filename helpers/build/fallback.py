@@ -44,28 +44,41 @@ def _copy(source: Path, target: Path, names: tuple[str, ...]) -> None:
         shutil.copy2(source / name, target / name)
 
 
-def collect(artifacts: Path, out: Path) -> list[Path]:
-    """Copy the shipped subset of a cpu-tiny ``artifacts/`` folder (after 03, 05, 07, 08 ran) into ``out``."""
+PARTS = {"03": ("adapter", "method_comparison.json"), "05": ("runs",), "07": ("dpo", "grpo"), "08": ("scale_out",)}
+
+
+def collect(artifacts: Path, out: Path, notebooks: tuple[str, ...] = NOTEBOOKS) -> list[Path]:
+    """Copy the shipped subset of a cpu-tiny ``artifacts/`` folder into ``out``: the parts of ``notebooks`` only."""
     tiny = artifacts / "cpu-tiny"
-    if out.exists():
-        shutil.rmtree(out)
-    _copy(tiny / "adapter", out / "adapter", (*ADAPTER_FILES, "run_manifest.json", "trainer_log.json"))
-    for name in ("dpo", "grpo"):
-        _copy(tiny / name / "adapter", out / name, (*ADAPTER_FILES, "trainer_log.json"))
-    _copy(tiny, out, ("method_comparison.json",))  # 03's full / LoRA / QLoRA comparison
-    launches = sorted((tiny / "scale_out").glob("*/launches/*"))  # 08's script launches, each as it left its folder
-    if not launches:
-        raise FileNotFoundError(f"{tiny / 'scale_out'} holds no launches: 08 did not run its script")
-    for launch in launches:
-        _copy(launch, out / "scale_out" / launch.name, tuple(p.name for p in sorted(launch.iterdir()) if p.is_file()))
-    for run in sorted(p for p in (tiny / "runs").iterdir() if (p / "run_manifest.json").is_file()):
-        names = ("run_manifest.json", *(ADAPTER_FILES if run.name in RUNS_WITH_ADAPTER else ()))
-        _copy(run, out / "runs" / run.name, names)
-        for events in (run / "checkpoints").rglob("events.out.tfevents.*"):  # 5.3 reads TensorBoard's files
-            target = out / "runs" / run.name / events.relative_to(run)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(events, target)
-    return sorted(p for p in out.rglob("*") if p.is_file())
+    out.mkdir(parents=True, exist_ok=True)
+    for part in (part for nb in notebooks for part in PARTS[nb]):
+        target = out / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    if "03" in notebooks:
+        _copy(tiny / "adapter", out / "adapter", (*ADAPTER_FILES, "run_manifest.json", "trainer_log.json"))
+        _copy(tiny, out, ("method_comparison.json",))  # 03's full / LoRA / QLoRA comparison
+    if "07" in notebooks:
+        for name in ("dpo", "grpo"):
+            _copy(tiny / name / "adapter", out / name, (*ADAPTER_FILES, "trainer_log.json"))
+    if "08" in notebooks:
+        launches = sorted((tiny / "scale_out").glob("*/launches/*"))  # 08's script launches, each as it left its folder
+        if not launches:
+            raise FileNotFoundError(f"{tiny / 'scale_out'} holds no launches: 08 did not run its script")
+        for launch in launches:
+            _copy(launch, out / "scale_out" / launch.name,
+                  tuple(p.name for p in sorted(launch.iterdir()) if p.is_file()))
+    if "05" in notebooks:
+        for run in sorted(p for p in (tiny / "runs").iterdir() if (p / "run_manifest.json").is_file()):
+            names = ("run_manifest.json", *(ADAPTER_FILES if run.name in RUNS_WITH_ADAPTER else ()))
+            _copy(run, out / "runs" / run.name, names)
+            for events in (run / "checkpoints").rglob("events.out.tfevents.*"):  # 5.3 reads TensorBoard's files
+                target = out / "runs" / run.name / events.relative_to(run)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(events, target)
+    return sorted(p for p in out.rglob("*") if p.is_file() and p.name != "FALLBACK.json")
 
 
 def _commit() -> str:
@@ -79,27 +92,46 @@ def _commit() -> str:
         return "unknown"
 
 
-def build(out: Path = FALLBACK_DIR / "cpu-tiny", keep: Path | None = None) -> Path:
-    """Run 03, 05, 07 and 08 on cpu-tiny (training), collect their results into ``out``; return its FALLBACK.json."""
-    from helpers import course
-    from helpers.train import hardware, library_versions
+def build(out: Path = FALLBACK_DIR / "cpu-tiny", keep: Path | None = None,
+          only: tuple[str, ...] | None = None) -> Path:
+    """Run 03, 05, 07 and 08 on cpu-tiny (training), collect their results into ``out``; return its FALLBACK.json.
 
+    ``only`` rebuilds the parts of some notebooks and keeps the rest: the later notebooks start from the shipped 03
+    adapter (as they would from 03's), and ``FALLBACK.json`` records the partial rebuild beside the full build.
+    """
+    from helpers import course
+    from helpers.train import copy_fallback, hardware, library_versions
+
+    notebooks = tuple(only or NOTEBOOKS)
+    unknown = sorted(set(notebooks) - set(NOTEBOOKS))
+    if unknown:
+        raise SystemExit(f"error: --only {' '.join(unknown)}: the fallback holds notebooks {', '.join(NOTEBOOKS)}")
     work = Path(keep or tempfile.mkdtemp(prefix="course-fallback-"))
     os.environ.update({ARTIFACTS_ENV_VAR: str(work / "artifacts"), PROFILE_ENV_VAR: "cpu-tiny",
                        "HF_HUB_OFFLINE": "1"})
     os.environ.pop(FALLBACK_ENV_VAR, None)
+    if "03" not in notebooks:
+        copy_fallback(out, "adapter", work / "artifacts" / "cpu-tiny" / "adapter")
     started = time.time()
-    status = course.run_course("cpu-tiny", list(NOTEBOOKS), runs_dir=work / "runs")
+    status = course.run_course("cpu-tiny", list(notebooks), runs_dir=work / "runs")
     if status != 0:
         raise SystemExit(f"error: a notebook failed (see {work / 'runs'}); nothing was shipped")
     reports = sorted((work / "runs").glob("*/report.json"))
     seconds = {r["name"]: round(r["seconds"], 1) for r in json.loads(reports[-1].read_text())}
-    files = collect(work / "artifacts", out)
+    files = collect(work / "artifacts", out, notebooks)
+    made = {"command": "python -m helpers.build.fallback" + (f" --only {' '.join(notebooks)}" if only else ""),
+            "made_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit()}
+    if only:
+        record = json.loads((out / "FALLBACK.json").read_text())
+        record["notebook_seconds"].update(seconds)
+        record.setdefault("rebuilt", []).append({**made, "notebooks": list(notebooks), "notebook_seconds": seconds})
+        record["files"] = {str(p.relative_to(out)): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files}
+        (out / "FALLBACK.json").write_text(json.dumps(record, indent=1) + "\n")
+        print(f"rebuilt the parts of {', '.join(notebooks)}; {len(files)} files in {out}")
+        return out / "FALLBACK.json"
     record = {
         "what": "results of the training cells of notebooks 03, 05, 07 and 08 in the cpu-tiny profile",
-        "command": "python -m helpers.build.fallback",
-        "made_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": _commit(),
+        **made,
         "hardware": hardware(),
         "versions": library_versions(),
         "notebook_seconds": seconds,
@@ -129,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.build.fallback", description=__doc__.splitlines()[0])
     parser.add_argument("--verify", action="store_true", help="check the shipped files against FALLBACK.json")
     parser.add_argument("--keep", type=Path, help="work folder to keep (runs and artifacts); default: a temporary one")
+    parser.add_argument("--only", nargs="+", metavar="NN", help="rebuild these notebooks' parts only (03 05 07 08)")
     args = parser.parse_args(argv)
     if args.verify:
         problems = verify()
         print("\n".join(problems) or "data/fallback/cpu-tiny matches FALLBACK.json")
         return 1 if problems else 0
-    build(keep=args.keep)
+    build(keep=args.keep, only=tuple(args.only) if args.only else None)
     return 0
 
 
