@@ -230,6 +230,11 @@ def padding_fraction(lengths: Sequence[int], batch_size: int, seed: int = SEED) 
     """Fraction of the tokens in shuffled, padded batches that would be padding. Taught in 03."""
     order = list(lengths)
     random.Random(seed).shuffle(order)
+    return batched_padding(order, batch_size)
+
+
+def batched_padding(order: Sequence[int], batch_size: int) -> float:
+    """Fraction of padding when rows of these lengths are batched in this order, each padded to its longest."""
     real = padded = 0
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]

@@ -74,13 +74,9 @@ def exercise_08_2(answer: Any, cfg: Any) -> bool:
 
 
 def _sorted_waste(lengths: Sequence[int], batch_size: int, reverse: bool) -> float:
-    order = sorted(lengths, reverse=reverse)
-    real = padded = 0
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        real += sum(batch)
-        padded += max(batch) * len(batch)
-    return 1 - real / padded if padded else 0.0
+    from helpers.train import batched_padding
+
+    return batched_padding(sorted(lengths, reverse=reverse), batch_size)
 
 
 def exercise_08_3(answer: Any, lengths: Sequence[int], batch_size: int) -> bool:
