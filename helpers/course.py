@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks in order and write a report")
-    run.add_argument("--profile", default="auto", help="cpu-tiny, t4, l4, a100, h100 or auto (default)")
+    run.add_argument("--profile", default="auto", help="cpu-tiny, cpu, t4, l4, a100, h100 or auto (default)")
     run.add_argument("--only", nargs="+", metavar="NN", type=_prefix,
                      help="run only notebooks starting with these prefixes")
     run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")

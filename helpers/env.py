@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     from helpers.config import ProfileError, get_profile
 
     parser = argparse.ArgumentParser(prog="python -m helpers.env", description=__doc__.splitlines()[0])
-    parser.add_argument("profile", nargs="?", default="auto", help="cpu-tiny, t4, a100, h100 or auto (default)")
+    parser.add_argument("profile", nargs="?", default="auto", help="cpu-tiny, cpu, t4, l4, a100, h100 or auto (default)")
     args = parser.parse_args(argv)
     try:
         cfg = get_profile(args.profile)

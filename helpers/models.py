@@ -14,9 +14,9 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-from helpers.config import TINY_MODEL_DIR, Profile
+from helpers.config import CPU_MODEL_NAME, TINY_MODEL_DIR, Profile
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -57,13 +57,59 @@ def has_generation_markers(template: str | dict[str, str] | None) -> bool:
     return bool(template) and GENERATION_MARKER.search(template) is not None
 
 
-def use_training_template(tokenizer: "PreTrainedTokenizerBase", log: Any = print) -> bool:
-    """Give a tokenizer TRL's training copy of its chat template (same text, assistant turns marked). Taught in 02.
+# The course's own marker patch, for ChatML templates that render every turn with one expression (SmolLM2's, the cpu
+# profile's model): the assistant's content and its <|im_end|> go inside {% generation %}, everything else is unchanged.
+# The newline may be written as an escape or, as in a template read from a GGUF file, as the character itself.
+CHATML_TURN = re.compile(
+    r"\{\{-?\s*'<\|im_start\|>'\s*\+\s*message\[?\.?'?role'?\]?\s*\+\s*'(?:\\n|\n)'\s*\+\s*"
+    r"message\[?\.?'?content'?\]?\s*\+\s*'<\|im_end\|>'\s*\+\s*'(?:\\n|\n)'\s*-?\}\}")
+CHATML_MARKED = ("{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\\n' }}{% generation %}"
+                 "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}{% else %}{{ '<|im_start|>' + "
+                 "message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endif %}")
+# Conversations the patched template must render exactly as the original: the course's row shapes (system + user +
+# assistant, no system, several turns) with and without the generation prompt.
+RENDER_CHECKS = (
+    [{"role": "system", "content": "Reply in JSON."}, {"role": "user", "content": "Order ORD-1 is late."},
+     {"role": "assistant", "content": '{"order_id": "ORD-1"}'}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+     {"role": "user", "content": "Refund, please."}, {"role": "assistant", "content": "Done."}],
+    [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+)
 
-    Hub instruct models (Qwen2.5, Llama 3, ...) ship templates without ``{% generation %}`` markers, so
-    assistant-only loss would train on nothing. TRL ships marked copies that render the same text; the course uses
-    the copy everywhere (training, evaluation, the saved adapter), so the model is served with the template it was
-    trained with. Returns True when the template was replaced.
+
+def mark_chatml_template(template: str) -> str | None:
+    """The course's ``{% generation %}`` patch of a ChatML template, or None when the template is not of that form.
+
+    Used by :func:`use_training_template` (02 teaches it). One expression renders every turn in such templates
+    (``'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'``); the patch renders the
+    assistant's turns with the same text, its content and ``<|im_end|>`` marked for the loss mask.
+    """
+    if has_generation_markers(template) or len(CHATML_TURN.findall(template)) != 1:
+        return None
+    return CHATML_TURN.sub(lambda _m: CHATML_MARKED, template)
+
+
+def rendering_differences(tokenizer: "PreTrainedTokenizerBase", original: str, patched: str,
+                          conversations: Sequence[list[dict[str, str]]] = RENDER_CHECKS) -> list[str]:
+    """Conversations the two templates render differently (empty when the patch changes no text)."""
+    problems = []
+    for i, messages in enumerate(conversations):
+        for prompt in (False, True) if messages[-1]["role"] == "user" else (False,):
+            a, b = (tokenizer.apply_chat_template(messages, chat_template=t, tokenize=False,
+                                                  add_generation_prompt=prompt) for t in (original, patched))
+            if a != b:
+                problems.append(f"conversation {i} (add_generation_prompt={prompt}): {a[:80]!r} != {b[:80]!r}")
+    return problems
+
+
+def use_training_template(tokenizer: "PreTrainedTokenizerBase", log: Any = print) -> bool:
+    """Give a tokenizer a training copy of its chat template (same text, assistant turns marked). Taught in 02.
+
+    Hub instruct models (Qwen2.5, Llama 3, SmolLM2, ...) ship templates without ``{% generation %}`` markers, so
+    assistant-only loss would train on nothing. TRL ships marked copies of many templates; for a ChatML template TRL
+    does not know (SmolLM2's), the course marks it itself (:func:`mark_chatml_template`) and checks that the copy
+    renders the same text (:func:`rendering_differences`). The course uses the copy everywhere (training, evaluation,
+    the saved adapter), so the model is served with the template it was trained with. Returns True when replaced.
     """
     template = getattr(tokenizer, "chat_template", None)
     if not template or has_generation_markers(template):
@@ -72,16 +118,24 @@ def use_training_template(tokenizer: "PreTrainedTokenizerBase", log: Any = print
 
     name = getattr(tokenizer, "name_or_path", "") or "this tokenizer"
     try:
-        patched = get_training_chat_template(tokenizer)
+        patched, source = get_training_chat_template(tokenizer), "TRL's training copy"
     except ValueError:
-        log(f"warning: the chat template of {name} has no {{% generation %}} markers and TRL has no training copy of "
-            "it: assistant-only loss is impossible until you add the markers around the assistant turns yourself")
-        return False
+        patched, source = mark_chatml_template(template), "the course's marked copy"
+        if patched is None:
+            log(f"warning: the chat template of {name} has no {{% generation %}} markers and neither TRL nor the course "
+                "has a training copy of it: assistant-only loss is impossible until you add the markers around the "
+                "assistant turns yourself")
+            return False
+        problems = rendering_differences(tokenizer, template, patched)
+        if problems:
+            log(f"warning: the course's marked copy of {name}'s chat template renders differently ({problems[0]}): "
+                "kept the original template; assistant-only loss is impossible with it")
+            return False
     if patched is None:
         return False
     tokenizer.chat_template = patched
-    log(f"chat template of {name}: no {{% generation %}} markers, replaced by TRL's training copy of the same "
-        "template (identical text, assistant turns marked for the loss mask)")
+    log(f"chat template of {name}: no {{% generation %}} markers, replaced by {source} of the same template "
+        "(identical text, assistant turns marked for the loss mask)")
     return True
 
 
@@ -122,8 +176,38 @@ def sharded_launch() -> str | None:
     return None
 
 
+def is_wheel_model(model_id: str | Path) -> bool:
+    """Is this the folder the cpu profile's model is built into from its pinned wheel (built or not yet)?"""
+    path = Path(model_id).expanduser()
+    return path.name == CPU_MODEL_NAME and (not path.exists() or (path / "SOURCE.json").is_file()
+                                            or not any(path.iterdir()))
+
+
+def ensure_model(model_id: str | Path, log: Any = print) -> Path:
+    """The cpu profile's model folder, built from its pinned wheel when it is missing or damaged.
+
+    The folder lives in the model cache (``~/.cache/finetune-course/models``, or ``$COURSE_MODEL_CACHE``); it is
+    checked against its ``SHA256SUMS`` on every load and rebuilt from the wheel (about 30 s, offline) if anything differs.
+    """
+    from helpers.build.cpu_model import CpuModelError, build
+
+    path = Path(model_id).expanduser()
+    problems = checksum_problems(path) if (path / "SHA256SUMS").is_file() else ["not built yet"]
+    if not problems:
+        return path
+    if problems != ["not built yet"]:
+        log(f"{path}: {problems[0]}: rebuilding it from the wheel")
+    try:
+        return build(path, log=log)
+    except CpuModelError as err:
+        raise ModelLoadError(str(err)) from None
+
+
 def _check_source(model_id: str) -> None:
     """Fail early, in one line, for a missing local path or a hub id that cannot be fetched offline."""
+    if is_wheel_model(model_id):
+        ensure_model(model_id)
+        return
     if model_id.startswith((".", "/", "~")) or Path(model_id).exists():
         path = Path(model_id).expanduser()
         if not (path / "config.json").is_file():
@@ -186,7 +270,7 @@ def load_tokenizer(cfg_or_path: Profile | str | Path, log: Any = print) -> "PreT
         raise ModelLoadError(f"cannot load the tokenizer of {model_id!r}: {_first_line(err)}") from None
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         # pad == eos with the wrong collator teaches a model never to stop: give padding its own token if one exists.
-        for candidate in ("<|pad|>", "<|finetune_right_pad_id|>", "<|fim_pad|>"):
+        for candidate in ("<|pad|>", "<|finetune_right_pad_id|>", "<|fim_pad|>", "<|endoftext|>"):
             if candidate in tokenizer.get_vocab():
                 tokenizer.pad_token = candidate
                 break

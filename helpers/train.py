@@ -86,8 +86,10 @@ def precision(cfg: Profile, capability: tuple[int, int] | None = None, log: Call
         import torch
 
         capability = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
-    if capability is None:
-        return cfg, {"bf16": False, "fp16": False}
+    if capability is None:  # a CPU: fp32, or bf16 autocast when the profile asks for it (the Trainer needs use_cpu)
+        half = cfg.bnb_compute_dtype if cfg.load_in_4bit else cfg.torch_dtype
+        return cfg, ({"bf16": True, "fp16": False, "use_cpu": True} if cfg.device == "cpu" and half == "bfloat16"
+                     else {"bf16": False, "fp16": False})
     fallback = bf16_fallback(cfg, capability)  # the one bf16 rule: compute capability, not is_bf16_supported()
     if fallback is not None:
         log(f"compute capability {capability[0]}.{capability[1]} has no native bf16: profile {cfg.name!r} switched "
@@ -1239,7 +1241,7 @@ def tensorboard_scalars(log_dir: str | Path, tag: str = "train/loss") -> list[tu
 # Keys of a run config (configs/<name>.yaml): the types each accepts and what it does. Profile fields change the
 # profile (helpers.config); TrainDefaults fields change the recipe's defaults; the rest belong to the script.
 SCRIPT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "profile": ((str,), "cpu-tiny, t4, l4, a100 or h100 (required)"),
+    "profile": ((str,), "cpu-tiny, cpu, t4, l4, a100 or h100 (required)"),
     "output_dir": ((str,), "adapter, manifest and checkpoints/ (default artifacts/<profile>/script)"),
     "train_file": ((str,), "training rows, chat JSONL (default data/tickets/train.jsonl)"),
     "validation_file": ((str,), "rows for the eval loss during training (default data/tickets/validation.jsonl)"),
