@@ -34,8 +34,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# OMP_WAIT_POLICY=PASSIVE as for the tests (below): the kernels the runner starts inherit it.
 course: install
-	$(BIN)/python -m helpers.course run --profile $(PROFILE)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/python -m helpers.course run --profile $(PROFILE)
 
 # nbmake's default per-cell timeout (300 s) is what notebook 03's training cell takes on 2 busy cores; with other jobs
 # running, a cell of notebook 03 ran past 1800 s (issue 12): allow an hour; time limits belong in bench/.
