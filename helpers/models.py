@@ -122,9 +122,9 @@ def use_training_template(tokenizer: "PreTrainedTokenizerBase", log: Any = print
     except ValueError:
         patched, source = mark_chatml_template(template), "the course's marked copy"
         if patched is None:
-            log(f"warning: the chat template of {name} has no {{% generation %}} markers and neither TRL nor the course "
-                "has a training copy of it: assistant-only loss is impossible until you add the markers around the "
-                "assistant turns yourself")
+            log(f"warning: the chat template of {name} has no {{% generation %}} markers, TRL has no training copy of "
+                "it and it is not a ChatML template the course can mark: assistant-only loss is impossible until you "
+                "add the markers around the assistant turns yourself")
             return False
         problems = rendering_differences(tokenizer, template, patched)
         if problems:
