@@ -310,6 +310,27 @@ def artifacts_dir(profile: Profile | str, *parts: str) -> Path:
     return path
 
 
+def unwritable_folder(folder: str | Path) -> str | None:
+    """Why ``folder`` cannot be made or written (None when it can), found before anything is written.
+
+    A file in its place or above it, no permission, a path that cannot be read: one line, for the command's error.
+    """
+    folder = Path(folder)
+    try:
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file, not a folder"
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"{existing} is a file, so {folder} cannot be made"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{existing} is not writable for you"
+    except (OSError, ValueError) as err:
+        return f"{folder} cannot be checked ({getattr(err, 'strerror', None) or err})"
+    return None
+
+
 def repo_relative(value: object) -> object:
     """Strings (inside dicts and lists too) with this machine's paths made portable.
 

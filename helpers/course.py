@@ -140,14 +140,27 @@ def run_notebook(path: Path, run_dir: Path, profile: str, timeout: int = 1800) -
     os.environ.update({METRICS_DIR_VAR: str(metrics_dir), NOTEBOOK_VAR: path.stem, "COURSE_PROFILE": profile})
     if profile == "cpu-tiny":
         os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernel inherits it: see helpers/__init__.py
     started = time.time()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     client.on_cell_executed = _progress(path.stem, len(nb.cells), started)
+    running = {"cell": None}
+
+    def note_start(cell: Any, cell_index: int, **_: Any) -> None:
+        running["cell"] = cell_index
+
+    client.on_cell_start = note_start
     try:
         client.execute()
         result.status = "ok"
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+    except CellTimeoutError:
+        result.status = "failed"
+        result.failed_cell = running["cell"] + 1 if running["cell"] is not None else None
+        result.error = (f"cell {result.failed_cell} ran past the {timeout}-second limit per cell: allow more with "
+                        f"`python -m helpers.course run --timeout {timeout * 2}`, or skip training with the shipped "
+                        f"results (`--fallback`, or USE_FALLBACK = True in the notebook)")
+    except (CellExecutionError, DeadKernelError) as err:
         result.status = "failed"
         failed = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))]
@@ -407,6 +420,17 @@ def write_student(out: Path = REPO_ROOT, check: bool = False, notebooks: Path = 
     return stale
 
 
+def _output_folder_problem(out: Path) -> str | None:
+    """Why the student files cannot be written under ``out`` (None when they can), found before anything is written."""
+    from helpers.config import unwritable_folder
+
+    for folder in (out, out / "docs", out / STUDENT_DIRNAME, out / SOLUTIONS_DIRNAME):
+        problem = unwritable_folder(folder)
+        if problem:
+            return f"{out}: {problem}: give a folder you can write to"
+    return None
+
+
 def _prefix(text: str) -> str:
     """An argparse type: a non-empty notebook name prefix (an empty one would match every notebook)."""
     if not text.strip():
@@ -446,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
             print(path.name)
         return 0
     if args.command == "student":
+        problem = None if args.check else _output_folder_problem(args.out)
+        if problem:
+            print(f"error: --out {problem}", file=sys.stderr)
+            return 2
         stale = write_student(args.out, check=args.check)
         verb = "stale or missing (run `make student`)" if args.check else "written"
         for rel in stale:

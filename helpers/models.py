@@ -203,7 +203,7 @@ def ensure_model(model_id: str | Path, log: Any = print) -> Path:
         raise ModelLoadError(str(err)) from None
 
 
-def _check_source(model_id: str) -> None:
+def check_source(model_id: str) -> None:
     """Fail early, in one line, for a missing local path or a hub id that cannot be fetched offline."""
     if is_wheel_model(model_id):
         ensure_model(model_id)
@@ -263,7 +263,7 @@ def load_tokenizer(cfg_or_path: Profile | str | Path, log: Any = print) -> "PreT
     from transformers import AutoTokenizer
 
     model_id = _source(cfg_or_path)
-    _check_source(model_id)
+    check_source(model_id)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id)
     except Exception as err:  # noqa: BLE001 - OSError, ValueError, the tokenizers library's own errors...
@@ -300,7 +300,7 @@ def load_model(
     from transformers import AutoModelForCausalLM
 
     model_id = model_id or cfg.model_id
-    _check_source(model_id)
+    check_source(model_id)
     # bitsandbytes logs a warning on CPU about an optional hub kernel it cannot fetch offline; the fp32 path needs none.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.torch_dtype)}
@@ -531,6 +531,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "build-tiny":
         from helpers.build.tiny import TinyRecipe, build_tiny
+        from helpers.config import unwritable_folder
+
+        problem = unwritable_folder(args.out)  # found now, not after the pretraining
+        if not problem and args.out.is_dir() and any(args.out.iterdir()) and not (args.out / "recipe.json").is_file():
+            problem = f"{args.out} holds files that are not a tiny model (no recipe.json)"
+        if problem:
+            print(f"error: --out {problem}: give a new folder, or the model's own folder (data/tiny-llama)",
+                  file=sys.stderr)
+            return 2
+        if args.steps is not None and args.steps < 1:
+            print(f"error: --steps {args.steps}: give a number of pretraining steps >= 1", file=sys.stderr)
+            return 2
 
         recipe = TinyRecipe() if args.steps is None else TinyRecipe(steps=args.steps)
         build_tiny(args.out, recipe, log=lambda m: print(m, flush=True))

@@ -510,7 +510,9 @@ def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any
     }
     path = Path(adapter_dir) / MANIFEST_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(repo_relative(_to_jsonable(manifest)), indent=2) + "\n")
+    partial = path.with_name(f".{MANIFEST_NAME}.{os.getpid()}")  # written whole, then moved over the old one
+    partial.write_text(json.dumps(repo_relative(_to_jsonable(manifest)), indent=2) + "\n")
+    os.replace(partial, path)
     portable_adapter_config(adapter_dir)
     return path
 
@@ -1430,6 +1432,13 @@ def load_run_config(path: str | Path) -> ScriptConfig:
         if key in POSITIVE_KEYS and value <= 0 or key.endswith("_limit") and value < 0:
             bound = "> 0" if key in POSITIVE_KEYS else ">= 0"
             raise ScriptConfigError(f"{where}: {key} = {value} must be {bound}: {key} is the {meaning}")
+        problem = _value_problem(key, value)
+        if problem:
+            raise ScriptConfigError(f"{where}: {key} = {value!r} {problem}")
+        if key == "learning_rate" and not LEARNING_RATE_USUAL[0] <= value <= LEARNING_RATE_USUAL[1]:
+            print(f"warning: {where}: learning_rate = {value:g} is far outside the course's range "
+                  f"({LEARNING_RATE_USUAL[0]:g} to {LEARNING_RATE_USUAL[1]:g}; QLoRA recipes use 1e-4 to 5e-4): "
+                  f"expect a run that learns nothing or diverges", file=sys.stderr)
         values[key] = value
     if "profile" not in values:
         raise ScriptConfigError(f"{path}: no `profile:` key: add one of {', '.join(PROFILES)}, e.g. "
@@ -1439,12 +1448,209 @@ def load_run_config(path: str | Path) -> ScriptConfig:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ScriptConfigError(f"{path}:{lines['profile'][0]}: unknown profile {values['profile']!r}{hint}: use one "
                                 f"of {', '.join(PROFILES)}")
-    return ScriptConfig(path, values)
+    script = ScriptConfig(path, values)
+    line = lines.get("output_dir", ["?"])[0] if "output_dir" in values else None
+    problem = output_dir_problem(script.output_dir())
+    if problem:
+        where = f"{path}:{line}: output_dir" if line else f"{path}: the default output_dir"
+        raise ScriptConfigError(f"{where} {problem}")
+    for key, split in (("train_file", "train"), ("validation_file", "validation"), ("test_file", "test")):
+        if key in values and not script.file(key, split).is_file():
+            what = "a folder, not a file" if script.file(key, split).is_dir() else "not found"
+            raise ScriptConfigError(f"{path}:{lines[key][0]}: {key} = {values[key]!r}: {script.file(key, split)} is "
+                                    f"{what}: give a chat JSONL file (relative paths start at the repository root)")
+    return script
+
+
+# A learning rate outside this range is allowed with a warning: LoRA recipes use about 1e-5 to 1e-3.
+LEARNING_RATE_USUAL = (1e-6, 1e-2)
+
+
+def _value_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a run config value beyond its type (None when it is usable)."""
+    import difflib
+
+    if key == "learning_rate" and not (math.isfinite(value) and value > 0):
+        return "must be a finite number > 0, e.g. 2e-4: the learning rate scales every update"
+    if key == "lora_dropout" and not (math.isfinite(value) and 0 <= value < 1):
+        return "must be in [0, 1), e.g. 0.05: it is the share of the LoRA input dropped in training"
+    if key == "seed" and not 0 <= value < 2**32:
+        return "must be in [0, 4294967295]: numpy and torch take 32-bit seeds"
+    if key == "optim":
+        from transformers.training_args import OptimizerNames
+
+        names = [o.value for o in OptimizerNames]
+        if value not in names:
+            close = difflib.get_close_matches(value, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return (f"is not a transformers optimizer{hint}: the course uses adamw_torch on a CPU and paged_adamw_8bit "
+                    f"on a GPU")
+    return None
+
+
+# Written into every folder a training run made. A run writes only into a folder that is new, empty or has it: never
+# into the repository, a model folder or anything else it did not make.
+RUN_MARKER = ".course-run.json"
+
+
+def output_dir_problem(out: Path) -> str | None:
+    """Why a run may not write into ``out`` (None when it may): a file, a folder no run made, no write permission."""
+    from helpers.config import REPO_ROOT, repo_relative, unwritable_folder
+
+    out = Path(out)
+    shown = repo_relative(str(out))
+    if out.exists() and not out.is_dir():
+        return f"{shown} is a file, not a folder: choose a new folder, e.g. artifacts/<profile>/script"
+    if out.is_dir():
+        try:
+            entries = sorted(p.name for p in out.iterdir())
+        except OSError as err:
+            return f"{shown} cannot be listed ({err.strerror or err}): choose a folder you can write to"
+        made_by_a_run = (out / RUN_MARKER).is_file() or (out / MANIFEST_NAME).is_file()  # older runs: a manifest
+        if entries and not made_by_a_run:
+            what = "the repository itself" if out.resolve() == REPO_ROOT.resolve() else \
+                f"files that no training run made ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
+            return (f"{shown} holds {what}: a run writes only into a new or empty folder, or one an earlier run made "
+                    f"(it has {RUN_MARKER} or {MANIFEST_NAME}); choose another folder, e.g. artifacts/<profile>/script")
+    unwritable = unwritable_folder(out)
+    if unwritable:
+        return f"{shown} cannot be written ({repo_relative(unwritable)}): choose another folder"
+    return None
+
+
+def claim_output_dir(out: str | Path, resume: bool, log: Callable[[str], None] = print) -> Path | None:
+    """Make ``out`` this run's folder; return where an earlier run there was kept (None when nothing was moved).
+
+    Refuses (:class:`TrainingSetupError`) a folder :func:`output_dir_problem` rejects. ``resume`` continues the run
+    in ``out``. A new run in the folder of an earlier one deletes nothing: the earlier adapter, manifest, checkpoints
+    and logs move to ``out/previous/<time>``, and the message says so.
+    """
+    from helpers.config import repo_relative
+
+    out = Path(out)
+    problem = output_dir_problem(out)
+    if problem:
+        raise TrainingSetupError(f"output_dir {problem}")
+    out.mkdir(parents=True, exist_ok=True)
+    kept = None
+    earlier = [p for p in out.iterdir() if p.name not in (RUN_MARKER, "previous")]
+    if earlier and not resume:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        kept = out / "previous" / stamp
+        n = 1
+        while kept.exists():
+            n += 1
+            kept = out / "previous" / f"{stamp}-{n}"
+        kept.mkdir(parents=True)
+        for path in earlier:
+            os.replace(path, kept / path.name)
+        log(f"{repo_relative(str(out))} held an earlier run: kept in {repo_relative(str(kept))} (nothing deleted); "
+            f"this run starts from step 0 (--resume continues a run instead)")
+    marker = out / RUN_MARKER
+    if not marker.is_file():
+        marker.write_text(json.dumps({"made_by": "helpers.train", "created_at": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+    return kept
 
 
 def _rank() -> int:
     """This process's rank in a distributed launch (``accelerate launch`` and torchrun set ``RANK``); 0 alone."""
     return int(os.environ.get("RANK", "0"))
+
+
+def read_chat_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Every row of a chat JSONL file the script trains or scores on, all valid, or one error naming file:line.
+
+    The checks of :func:`helpers.data.validation.validate` (02_dataset): roles, an assistant answer, alternation...
+    Prompt/completion rows are refused with the command that converts them.
+    """
+    from helpers.data.validation import validate
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingSetupError(f"{path} not found: build the splits with `python -m helpers.data` (02_dataset)")
+    report = validate(path)
+    errors = [p for p in report.problems if p.is_error]
+    if not errors:
+        return report.valid_rows()
+    first = errors[0]
+    row = next((r.data for r in report.rows if r.line == first.line), None)
+    if isinstance(row, dict) and "messages" not in row and {"prompt", "completion"} <= set(row):
+        raise TrainingSetupError(f"{first.format(path)}: this is a prompt/completion row and the script trains chat "
+                                 f"rows: convert the file with `python -m helpers.data convert {path} --to messages "
+                                 f"--out {path.with_suffix('')}.chat.jsonl`")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    raise TrainingSetupError(f"{first.format(path)}{more}: fix these rows, or keep the valid ones with `python -m "
+                             f"helpers.data clean {path}`; `python -m helpers.data validate {path}` lists them all")
+
+
+def check_checkpoint(checkpoint: str | Path, lora: Any) -> None:
+    """Refuse, before the model loads, a checkpoint that cannot be resumed: damaged, or of another LoRA shape."""
+    from safetensors import safe_open
+
+    folder = Path(checkpoint)
+    fresh = "or start a new run without --resume (the earlier run is kept under previous/)"
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        saved = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        with safe_open(str(folder / "adapter_model.safetensors"), framework="pt") as weights:
+            shapes = {name: weights.get_slice(name).get_shape() for name in weights.keys()}
+        if not (folder / "optimizer.pt").is_file() or (folder / "optimizer.pt").stat().st_size == 0:
+            raise OSError("optimizer.pt is missing or empty")
+    except Exception as err:  # noqa: BLE001 - json's, safetensors' and the OS's errors alike
+        raise TrainingSetupError(f"checkpoint {folder} is damaged ({_first_line_of(err)}): delete that folder to "
+                                 f"resume from the one before it, {fresh}") from None
+    if not isinstance(state, dict) or "global_step" not in state or not shapes:
+        raise TrainingSetupError(f"checkpoint {folder} is damaged (no global_step or no weights): delete that folder "
+                                 f"to resume from the one before it, {fresh}")
+    differ = [f"{key}: checkpoint {saved.get(key)!r}, config {getattr(lora, key)!r}" for key in ("r", "lora_alpha")
+              if saved.get(key) != getattr(lora, key)]
+    if differ:
+        raise TrainingSetupError(f"checkpoint {folder} has another LoRA shape ({'; '.join(differ)}): set the config "
+                                 f"back to the checkpoint's values to resume it, {fresh}")
+
+
+def _first_line_of(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+class NonFiniteLossError(TrainingSetupError):
+    """The training or evaluation loss became NaN or infinite: the run stopped and saved nothing."""
+
+
+def non_finite_guard() -> "TrainerCallback":
+    """A trainer callback that stops the run, with :class:`NonFiniteLossError`, at the first non-finite loss.
+
+    Losses are logged (and evaluated) before a checkpoint is saved at the same step, so a diverged run never writes
+    its NaN weights over a good checkpoint or adapter.
+    """
+    from transformers import TrainerCallback
+
+    class NonFiniteGuard(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
+            for key in ("loss", "eval_loss", "grad_norm"):
+                value = (logs or {}).get(key)
+                if isinstance(value, (int, float)) and not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"the {key.replace('_', ' ')} became {value} at step {state.global_step}: the run stopped and "
+                        f"saved nothing over an earlier adapter; lower the learning rate (now {args.learning_rate:g}) "
+                        f"or check the rows")
+
+    return NonFiniteGuard()
+
+
+def save_adapter(trainer: Any, out: str | Path) -> None:
+    """``trainer.save_model(out)`` written whole or not at all: saved beside, then moved into place file by file."""
+    import shutil
+
+    out = Path(out)
+    staging = out / f".saving-{os.getpid()}"
+    trainer.save_model(str(staging))
+    if staging.is_dir():  # only the main process writes
+        for path in staging.iterdir():
+            os.replace(path, out / path.name)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_script(script: ScriptConfig, resume: bool | None = None) -> dict[str, Any]:
@@ -1458,11 +1664,17 @@ def run_script(script: ScriptConfig, resume: bool | None = None) -> dict[str, An
     from helpers import evaluate
     from helpers.models import sharded_launch
 
+    from helpers.models import check_source
+
     cfg, defaults, out = script.profile(), script.defaults(), script.output_dir()
     files = [script.file("train_file", "train"), script.file("validation_file", "validation"),
              script.file("test_file", "test")]
-    train_rows = read_jsonl(files[0])[:script.get("train_limit") or None]
-    eval_rows = read_jsonl(files[1])[:script.get("validation_limit") or None]
+    # Everything that can be checked is checked before the model loads: rows, the model folder, the checkpoint.
+    train_rows = read_chat_rows(files[0])[:script.get("train_limit") or None]
+    eval_rows = read_chat_rows(files[1])[:script.get("validation_limit") or None]
+    if script.get("score", True):
+        read_chat_rows(files[2])
+    check_source(cfg.model_id)
     main_process = _rank() == 0
     if cfg.device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # torchrun on a CPU: without this accelerate treats each process as a lone one (no gloo group, no DDP)
@@ -1470,14 +1682,18 @@ def run_script(script: ScriptConfig, resume: bool | None = None) -> dict[str, An
     resume = bool(script.get("resume", False)) if resume is None else resume
     checkpoint_dir = out / "checkpoints"
     found = last_checkpoint(checkpoint_dir) if resume else None
+    if found:
+        check_checkpoint(found, lora_config(cfg, defaults.lora_dropout, defaults.target_modules))
+    if main_process:  # the other processes of a launch write nothing but what the trainer writes on the main one
+        claim_output_dir(out, resume)
     if resume and main_process:
         print(f"resuming from {found}" if found else f"no checkpoint in {checkpoint_dir}: starting from step 0")
     fitted = fit(cfg, out, train_rows, eval_rows, resume=resume, checkpoint_dir=checkpoint_dir, defaults=defaults,
-                 callbacks=[LiveCurves(out if main_process else None, draw=False)],
+                 callbacks=[LiveCurves(out if main_process else None, draw=False), non_finite_guard()],
                  early_stopping=bool(script.get("early_stopping", True)), seed=script.get("seed", SEED),
                  ddp_find_unused_parameters=False)  # every LoRA weight is used in every forward: no extra graph walk
     trainer = fitted.trainer
-    trainer.save_model(str(out))  # every process takes part (FSDP gathers the shards); the main one writes
+    save_adapter(trainer, out)  # every process takes part (FSDP gathers the shards); the main one writes
     trainer.accelerator.wait_for_everyone()
     args = trainer.args
     world = args.world_size
@@ -1550,7 +1766,7 @@ def launch_script(config_path: str | Path, processes: int = 1, resume: bool = Fa
     script = load_run_config(config_path)  # a bad file fails here, in one line, before any process starts
     launch = f"{Path(config_path).stem}{'-resume' if resume else ''}-{processes}p"
     if fallback is not None:
-        return _shipped_launch(Path(fallback) / "scale_out" / launch, script, log)
+        return _shipped_launch(Path(fallback) / "scale_out" / launch, script, log, resume)
     command = [sys.executable, "-m", "helpers.train", "--config", str(config_path)] + (["--resume"] if resume else [])
     env = dict(os.environ)
     if processes > 1:
@@ -1584,7 +1800,8 @@ def _keep_launch(script: ScriptConfig, launch: str) -> Path:
     return kept
 
 
-def _shipped_launch(source: Path, script: ScriptConfig, log: Callable[[str], None]) -> dict[str, Any]:
+def _shipped_launch(source: Path, script: ScriptConfig, log: Callable[[str], None], resume: bool = False
+                    ) -> dict[str, Any]:
     """A launch of 08 as the course shipped it (see :func:`launch_script`'s ``fallback``), copied to its folder."""
     import shutil
 
@@ -1601,7 +1818,7 @@ def _shipped_launch(source: Path, script: ScriptConfig, log: Callable[[str], Non
         raise FallbackError(f"the shipped launch {source.name!r} was made with another config ({listed}): set "
                             "USE_FALLBACK = False to run it with yours")
     out = script.output_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out, resume, log)  # a run's folder, as the script would make it
     for path in source.iterdir():
         if path.is_file() and path.name != "config.json":
             shutil.copy2(path, out / path.name)
@@ -1660,7 +1877,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_script(load_run_config(args.config), resume=True if args.resume else None)
     except (TrainingSetupError, ProfileError, ModelLoadError, MemoryPreflightError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        during = isinstance(err, NonFiniteLossError)  # a progress bar may be mid-line: start a line of its own
+        print(f"{chr(10) if during else ''}error: {err}", file=sys.stderr)
         return 2
     return 0
 
