@@ -72,6 +72,7 @@ class ModelShape:
     num_heads: int
     num_kv_heads: int
     tie_word_embeddings: bool = False
+    assumed: tuple[str, ...] = ()  # numbers the config did not give, and what was used instead (said in the output)
 
     @property
     def head_dim(self) -> int:
@@ -217,13 +218,22 @@ def shape_from_config(config: Any, name: str = "") -> ModelShape:
     check_config_numbers(get, name)
     hidden = int(get("hidden_size"))
     heads = int(get("num_attention_heads"))
+    assumed = tuple(text for key, text in (
+        ("intermediate_size", f"intermediate_size = 4 x hidden_size = {4 * hidden} (not in the config)"),
+        ("num_key_value_heads", f"num_key_value_heads = num_attention_heads = {heads} (not in the config)"))
+        if get(key) is None)
     return ModelShape(
         name=name or str(get("_name_or_path", "") or get("model_type", "model")),
         vocab_size=int(get("vocab_size")), hidden_size=hidden,
         intermediate_size=int(get("intermediate_size") or 4 * hidden), num_layers=int(get("num_hidden_layers")),
         num_heads=heads, num_kv_heads=int(get("num_key_value_heads") or heads),
-        tie_word_embeddings=bool(get("tie_word_embeddings", False)),
+        tie_word_embeddings=bool(get("tie_word_embeddings", False)), assumed=assumed,
     )
+
+
+# Beyond these a config.json is a typo (an extra zero), not a model: the largest released dense models stay well below.
+CONFIG_LIMITS = {"vocab_size": 2_000_000, "hidden_size": 65_536, "intermediate_size": 262_144,
+                 "num_hidden_layers": 1_024, "num_attention_heads": 1_024}
 
 
 def check_config_numbers(get: Any, name: str = "") -> None:
@@ -237,6 +247,20 @@ def check_config_numbers(get: Any, name: str = "") -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise MemoryEstimateError(f"{where}: {key} is {value!r}, not a whole number >= 1: fix the config.json "
                                       f"(copy it from the model's hub page) or use a preset ({', '.join(PRESETS)})")
+    hidden, heads = get("hidden_size"), get("num_attention_heads")
+    kv_heads = get("num_key_value_heads") or heads
+    fix = "fix the config.json (copy it from the model's hub page)"
+    if get("head_dim") is None and hidden % heads:
+        raise MemoryEstimateError(f"{where}: hidden_size {hidden} is not divisible by num_attention_heads {heads}, and "
+                                  f"no head_dim is given: no such model exists; {fix}")
+    if kv_heads > heads or heads % kv_heads:
+        raise MemoryEstimateError(f"{where}: num_key_value_heads {kv_heads} must divide num_attention_heads {heads} "
+                                  f"(grouped-query attention shares each KV head among whole groups): {fix}")
+    for key, most in CONFIG_LIMITS.items():
+        value = get(key)
+        if isinstance(value, int) and value > most:
+            raise MemoryEstimateError(f"{where}: {key} = {value} is beyond any released model (the largest are below "
+                                      f"{most}): {fix}")
     for key in MOE_KEYS:
         experts = get(key)
         if isinstance(experts, int) and not isinstance(experts, bool) and experts > 1:
@@ -741,6 +765,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rep, indent=2))
     else:
         _print_table(rep)
+        for text in shape.assumed:
+            print(f"assumed: {text}")
     return 0
 
 

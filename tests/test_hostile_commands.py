@@ -276,3 +276,72 @@ def test_the_runner_and_the_package_ask_torch_threads_to_wait_passively():
     run = subprocess.run([sys.executable, "-c", late], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert run.stdout.strip() == "None"
     assert "OMP_WAIT_POLICY" in (REPO_ROOT / "Makefile").read_text().split("\ncourse:")[1].split("\n\n")[0]
+
+
+# ------------------------------------------------------------------------------------ the data and memory commands
+
+
+def data_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "helpers.data", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_convert_refuses_a_csv_header_that_names_a_column_twice(tmp_path):
+    """csv.DictReader keeps the last of two same-named columns: the first was dropped without a word."""
+    source = tmp_path / "rows.csv"
+    source.write_text("prompt,completion,completion\nhi,first,second\n", encoding="utf-8")
+    run = data_command("convert", str(source), "--out", str(tmp_path / "rows.jsonl"))
+    assert run.returncode == 2 and "rows.csv:1: not_csv" in run.stdout + run.stderr
+    assert "'completion' more than once" in run.stdout + run.stderr and not (tmp_path / "rows.jsonl").exists()
+
+
+def test_clean_given_a_csv_points_at_convert(tmp_path):
+    source = tmp_path / "rows.csv"
+    source.write_text("prompt,completion\nhi,there\n", encoding="utf-8")
+    run = data_command("clean", str(source), "--out", str(tmp_path / "o.jsonl"), "--rejects", str(tmp_path / "r.jsonl"))
+    assert run.returncode == 2 and "this is a CSV file" in run.stdout and "python -m helpers.data convert" in run.stdout
+    assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "r.jsonl").exists()
+
+
+def test_list_style_content_says_how_to_fix_it(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                                             {"role": "assistant", "content": "{}"}]}) + "\n", encoding="utf-8")
+    run = data_command("validate", str(rows))
+    assert run.returncode == 1 and "rows.jsonl:1: content_not_string" in run.stdout
+    assert "list of text parts" in run.stdout and "join the parts" in run.stdout
+
+
+def test_pii_scores_on_an_empty_set_is_an_error_not_perfect_precision(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    run = data_command("pii-scores", "--set", str(empty))
+    assert run.returncode == 2 and "holds no cases" in run.stdout and "1.000" not in run.stdout
+
+
+@pytest.mark.parametrize("numbers, expected", [
+    (dict(hidden_size=100, num_attention_heads=3), "not divisible by num_attention_heads"),
+    (dict(hidden_size=96, num_attention_heads=4, num_key_value_heads=8), "must divide num_attention_heads"),
+    (dict(hidden_size=96, num_attention_heads=4, num_key_value_heads=3), "must divide num_attention_heads"),
+    (dict(hidden_size=40_960_000, num_attention_heads=4), "beyond any released model"),
+    (dict(hidden_size=96, num_attention_heads=4, num_hidden_layers=100_000), "beyond any released model"),
+])
+def test_the_memory_estimator_refuses_impossible_configs(tmp_path, numbers, expected):
+    from helpers import memory
+
+    config_json = {"vocab_size": 1000, "num_hidden_layers": 2, "intermediate_size": 256, **numbers}
+    (tmp_path / "config.json").write_text(json.dumps(config_json))
+    with pytest.raises(memory.MemoryEstimateError, match=expected):
+        memory.resolve_shape(tmp_path)
+
+
+def test_the_memory_estimator_says_what_it_assumed(tmp_path, capsys):
+    from helpers import memory
+
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 1000, "hidden_size": 96, "num_hidden_layers": 2,
+                                                      "num_attention_heads": 4}))
+    assert memory.resolve_shape(tmp_path).intermediate_size == 384
+    assert memory.main(["--model", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "assumed: intermediate_size = 4 x hidden_size = 384" in out and "assumed: num_key_value_heads" in out
+    assert memory.resolve_shape(config.TINY_MODEL_DIR).assumed == ()  # a complete config assumes nothing

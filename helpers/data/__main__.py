@@ -154,6 +154,10 @@ def cmd_pii_scores(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, TypeError) as err:
         print(f"error: {args.set}: cannot read the labelled set ({type(err).__name__}: {err})"[:300])
         return 2
+    if not cases:
+        print(f"error: {args.set}: the labelled set holds no cases: precision and recall of nothing are not scores; "
+              f"add labelled lines (see data/pii/labelled.jsonl)")
+        return 2
     scores = pii_scores(cases)
     print(f"{'kind':<9}{'labelled':>9}{'flagged':>9}{'precision':>11}{'recall':>8}")
     for kind, s in scores.items():

@@ -397,6 +397,10 @@ def clean_file(in_path: str | Path, out_path: str | Path, rejects_path: str | Pa
     report = validate(in_path)
     if report.unreadable:
         raise DataFormatError(report.file_problems[0].format(in_path))
+    if report.rows and all(not r.valid for r in report.rows) and Path(in_path).suffix.lower() in (".csv", ".tsv"):
+        raise DataFormatError(f"{in_path}:1: not_jsonl: clean reads chat JSONL and this is a CSV file: convert it "
+                              f"first with `python -m helpers.data convert {in_path} --out "
+                              f"{Path(in_path).with_suffix('.jsonl')}`, then clean that file")
     invalid = []
     first_problem = report.rows[0].problems[0] if report.rows and report.rows[0].problems else None
     for r in report.rows:

@@ -92,11 +92,16 @@ def read_csv(path: str | Path, system_prompt: str | None = None) -> list[dict[st
     # A BOM (UTF-8 from Excel, UTF-16 from "Unicode text" exports) picks the encoding and is not a column name.
     try:
         reader = csv.DictReader(io.StringIO(decode_text(data, path), newline=""))
-        columns = set(reader.fieldnames or [])
+        header = list(reader.fieldnames or [])
+        columns = set(header)
         rows = list(reader)
     except csv.Error as err:
         raise DataFormatError(f"{display_path(path)}:{reader.line_num}: not_csv: {err}: check the quoting (an unclosed "
                               f"quote swallows the rest of the file) or shorten the field") from None
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:  # csv.DictReader keeps the last of two same-named columns: the other would be lost without a word
+        raise DataFormatError(f"{display_path(path)}:1: not_csv: the header names {', '.join(map(repr, repeated))} "
+                              f"more than once: rename or remove the extra column, so that no column is dropped")
     if None in columns or any(None in r or None in r.values() for r in rows):
         raise DataFormatError(f"{display_path(path)}:0: not_csv: rows with more or fewer fields than the header: "
                               f"quote fields that hold commas")

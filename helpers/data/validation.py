@@ -272,7 +272,13 @@ def check_message(msg: Any, i: int, line: int, openai: bool = False) -> list[Pro
         if not has_tool_calls:
             problems.append(Problem(line, "missing_content", f"{where} has no 'content': add the message text"))
     elif not isinstance(msg["content"], str):
-        if not (msg["content"] is None and has_tool_calls):
+        if isinstance(msg["content"], list) and all(isinstance(p, dict) and p.get("type") == "text"
+                                                     for p in msg["content"]):
+            # OpenAI's content parts ([{"type": "text", "text": ...}]): text only, so the fix is mechanical
+            problems.append(Problem(line, "content_not_string", f"{where} content is a list of text parts, not a "
+                                    f"string: join the parts' \"text\" into one string (the course's chat templates "
+                                    f"render strings)"))
+        elif not (msg["content"] is None and has_tool_calls):
             problems.append(Problem(line, "content_not_string", f"{where} content is "
                                     f"{type(msg['content']).__name__}, not a string: store the text as a string"))
     elif role == "assistant" and not msg["content"].strip() and not has_tool_calls:
