@@ -15,7 +15,7 @@ TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || echo $(TORCH_CPU
 # (`make course PROFILE=t4`) must reach the hub (or its cache) for its model.
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: course test install clean-runs student
+.PHONY: course test install clean-runs student gguf
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ course: install
 # job on 2 cores, spinning threads made a QLoRA step ~30x slower (7.9 s vs 0.43 s measured); quiet, passive costs ~30%.
 test: install
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} HF_HUB_OFFLINE=1 COURSE_PROFILE=cpu-tiny COURSE_MIN_TESTS=400 $(BIN)/python -m pytest --nbmake --nbmake-timeout=3600 -p no:cacheprovider
+
+# Opt-in: the llama.cpp runtime for 06's GGUF answers (and tests/test_gguf.py's runtime test), built the way its Linux
+# users get it: llama-cpp-python compiled from its pinned source distribution (the file helpers.export checks and
+# keeps for llama.cpp's converter), with cmake and a C++ compiler.
+gguf: install
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps diskcache==5.6.3 "$$($(BIN)/python -c 'from helpers.export import llama_cpp_sdist; print(llama_cpp_sdist())')"
+	$(BIN)/python -c "import llama_cpp; print('llama.cpp runtime', llama_cpp.__version__)"
 
 # The student notebooks (student/) and answer keys (docs/solutions/) are generated from notebooks/: run this after
 # editing a notebook (tests/test_student.py fails while they are stale).
