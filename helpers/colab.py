@@ -34,9 +34,10 @@ BADGE_RE = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/
 CLONE_RE = re.compile(r"https://github\.com/[^/\s\"]+/[^/\s\"]+?(?=\")")
 
 BOOTSTRAP = '''# Colab bootstrap: in a fresh Colab runtime, fetch the course and install its pins (Colab's torch is kept).
-# Anywhere else, or once the course is importable, this cell does nothing.
+# Anywhere else, or once the course is importable, it only asks torch's threads to wait passively (before torch loads).
 import importlib.util, os, subprocess, sys
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads slowed training ~30x on a busy CPU
 if "google.colab" in sys.modules and importlib.util.find_spec("helpers") is None:
     if not os.path.isdir("{colab_dir}"):
         subprocess.run(["git", "clone", "-q", "--depth=1", "{url}", "{colab_dir}"], check=True)

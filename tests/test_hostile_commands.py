@@ -345,3 +345,15 @@ def test_the_memory_estimator_says_what_it_assumed(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "assumed: intermediate_size = 4 x hidden_size = 384" in out and "assumed: num_key_value_heads" in out
     assert memory.resolve_shape(config.TINY_MODEL_DIR).assumed == ()  # a complete config assumes nothing
+
+
+def test_the_bootstrap_cell_asks_torch_threads_to_wait_passively_in_a_learners_own_kernel(monkeypatch):
+    """Every notebook's first code cell runs before torch loads: the only place a learner's Jupyter kernel can get it."""
+    from helpers import colab
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    exec(compile(colab.bootstrap_source(), "bootstrap", "exec"), {})
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a learner's own choice is kept
+    exec(compile(colab.bootstrap_source(), "bootstrap", "exec"), {})
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
