@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 TRACEBACK_VAR = "COURSE_TRACEBACK"
@@ -33,7 +34,22 @@ def run(main: Callable[[], int | None]) -> int:
     except Exception as err:  # noqa: BLE001 - the promise is: never a traceback; the variable shows it on demand
         if os.environ.get(TRACEBACK_VAR):
             raise
+        if isinstance(err, OSError) and err.strerror:
+            # The machine said no (a path that cannot be read or written, a full disk): not a bug; one line, the path.
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"error: {where}{err.strerror}: check the path, its permissions and free space", file=sys.stderr)
+            return 2
         reason = str(err).splitlines()[0][:300] if str(err) else ""
         print(f"error: unexpected {type(err).__name__}{': ' + reason if reason else ''} (a bug in helpers: please "
               f"report it; {TRACEBACK_VAR}=1 shows the traceback)", file=sys.stderr)
         return 3
+
+
+def path_arg(text: str) -> Path:
+    """An argparse ``type`` for a file or folder argument: ``~`` expanded (as a shell would, also when quoted or in a
+    config), and an empty string refused instead of meaning the current folder."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: name a file or folder")
+    return Path(text).expanduser()

@@ -151,20 +151,28 @@ def set_repo(repo: str, root: Path = ROOT) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``install [--dry-run]`` (run by the bootstrap cell), ``set-repo OWNER/NAME``, or ``repo``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["install"]:
-        install(dry_run="--dry-run" in args)
-        return 0
-    if args[:1] == ["set-repo"] and len(args) == 2:
-        for path in set_repo(args[1]):
+    """``install [--dry-run]`` (run by the bootstrap cell), ``set-repo OWNER/NAME``, or ``repo``.
+
+    argparse (standard library) so that ``--help`` and a stray argument are answered, never acted on.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m helpers.colab", description="Colab setup and the course's repository")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{install,set-repo,repo}")
+    install_cmd = commands.add_parser("install", help="pip-install the course's pins, keeping Colab's own packages")
+    install_cmd.add_argument("--dry-run", action="store_true", help="print the pip commands without running them")
+    set_repo_cmd = commands.add_parser("set-repo", help="point the bootstrap cells, badges and README at a fork")
+    set_repo_cmd.add_argument("repo", metavar="OWNER/NAME")
+    commands.add_parser("repo", help="print the course's repository (OWNER/NAME)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "install":
+        install(dry_run=args.dry_run)
+    elif args.command == "set-repo":
+        for path in set_repo(args.repo):
             print("updated", path.relative_to(ROOT))
-        return 0
-    if args[:1] == ["repo"]:
+    else:
         print(repository())
-        return 0
-    print("usage: python -m helpers.colab install [--dry-run] | set-repo OWNER/NAME | repo", file=sys.stderr)
-    return 0 if args[:1] in (["-h"], ["--help"]) else 2
+    return 0
 
 
 if __name__ == "__main__":

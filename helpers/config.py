@@ -234,7 +234,9 @@ def detect_profile() -> str:
 
 def resolve_profile_name(name: str | None = "auto") -> str:
     """The profile to use: an explicit name wins, then $COURSE_PROFILE, then hardware detection."""
-    chosen = (name or "auto").strip().lower()
+    chosen = "auto" if name is None else str(name).strip().lower()
+    if not chosen:  # an empty --profile "" or PROFILE = "" is a slip, not a request for auto-detection
+        raise ProfileError(f"an empty profile name: use one of {', '.join(sorted(PROFILES))} or 'auto'")
     if chosen == "auto":
         chosen = os.environ.get(PROFILE_ENV_VAR, "").strip().lower() or detect_profile()
     if chosen not in PROFILES:
@@ -310,25 +312,50 @@ def artifacts_dir(profile: Profile | str, *parts: str) -> Path:
     return path
 
 
-def unwritable_folder(folder: str | Path) -> str | None:
-    """Why ``folder`` cannot be made or written (None when it can), found before anything is written.
+def unwritable(path: str | Path, folder: bool = False) -> str | None:
+    """Why ``path`` cannot be written (None when it can), found before anything is written; one line for an error.
 
-    A file in its place or above it, no permission, a path that cannot be read: one line, for the command's error.
+    ``folder=True``: ``path`` is a folder to make or fill; otherwise a file to write. An empty path, a symlink that
+    leads nowhere or loops, a file where a folder must be (or the reverse), a missing permission, and places that
+    refuse new files whatever the permission bits say (``/proc``, ``/sys``, a read-only mount, even for root) are
+    found by making and removing an empty probe folder in the nearest folder that exists.
     """
-    folder = Path(folder)
+    import tempfile
+
+    if str(path).strip() == "":
+        return "the path is empty"
+    path = Path(path).expanduser()
     try:
-        if folder.exists() and not folder.is_dir():
-            return f"{folder} is a file, not a folder"
-        existing = folder
+        if path.is_symlink() and not path.exists():
+            return f"{path} is a symlink that leads nowhere or loops"
+        if path.exists():
+            if folder and not path.is_dir():
+                return f"{path} is a file, not a folder"
+            if not folder and path.is_dir():
+                return f"{path} is a folder, not a file"
+        existing = path if folder else path.parent
         while not existing.exists() and existing != existing.parent:
+            if existing.is_symlink():
+                return f"{existing} is a symlink that leads nowhere or loops"
             existing = existing.parent
         if not existing.is_dir():
-            return f"{existing} is a file, so {folder} cannot be made"
+            return f"{existing} is a file, so {path} cannot be made"
         if not os.access(existing, os.W_OK | os.X_OK):
             return f"{existing} is not writable for you"
     except (OSError, ValueError) as err:
-        return f"{folder} cannot be checked ({getattr(err, 'strerror', None) or err})"
+        return f"{path} cannot be checked ({getattr(err, 'strerror', None) or err})"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".course-probe-", dir=existing))
+    except OSError as err:
+        return f"{existing} refuses new files ({err.strerror or err})"
+    except ValueError as err:
+        return f"{path} cannot be written ({getattr(err, 'strerror', None) or err})"
     return None
+
+
+def unwritable_folder(folder: str | Path) -> str | None:
+    """Why the folder ``folder`` cannot be made or written (None when it can): :func:`unwritable` for a folder."""
+    return unwritable(folder, folder=True)
 
 
 def repo_relative(value: object) -> object:

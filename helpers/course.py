@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from helpers.cli import path_arg
 from helpers.config import NOTEBOOKS_DIR, REPO_ROOT, RUNS_DIR, ProfileError, resolve_profile_name
 
 METRICS_DIR_VAR, NOTEBOOK_VAR = "COURSE_METRICS_DIR", "COURSE_NOTEBOOK"
@@ -438,10 +439,14 @@ def _prefix(text: str) -> str:
     return text.strip()
 
 
+MAX_CELL_SECONDS = 24 * 3600  # a cell allowed more than a day is a typo, and a hung kernel would never be reported
+
+
 def _seconds(text: str) -> int:
-    """An argparse type: a whole number of seconds >= 1."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds >= 1")
+    """An argparse type: a whole number of seconds from 1 to a day."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_CELL_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds from 1 to {MAX_CELL_SECONDS} "
+                                         f"(a day)")
     return int(text)
 
 
@@ -460,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="list the notebooks")
     student = sub.add_parser("student", help="write the student notebooks (student/) and answer keys "
                                              "(docs/solutions/) from notebooks/")
-    student.add_argument("--out", type=Path, default=REPO_ROOT,
+    student.add_argument("--out", type=path_arg, default=REPO_ROOT,
                          help="folder that receives student/ and docs/solutions/ (default: the repository root)")
     student.add_argument("--check", action="store_true",
                          help="write nothing; exit 1 naming every stale or missing generated file")

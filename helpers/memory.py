@@ -73,10 +73,16 @@ class ModelShape:
     num_kv_heads: int
     tie_word_embeddings: bool = False
     assumed: tuple[str, ...] = ()  # numbers the config did not give, and what was used instead (said in the output)
+    given_head_dim: int | None = None  # the config's head_dim where it is not hidden_size / heads (Gemma, Qwen3)
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
+        return self.given_head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def q_size(self) -> int:
+        """Width of the attention's query and output projections: heads x head_dim (usually hidden_size)."""
+        return self.head_dim * self.num_heads
 
     @property
     def kv_size(self) -> int:
@@ -84,8 +90,8 @@ class ModelShape:
 
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         """(in_features, out_features) of each linear in one block."""
-        h, i, kv = self.hidden_size, self.intermediate_size, self.kv_size
-        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+        h, i, kv, q = self.hidden_size, self.intermediate_size, self.kv_size, self.q_size
+        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
                 "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
 
     def block_linear_params(self) -> int:
@@ -228,12 +234,13 @@ def shape_from_config(config: Any, name: str = "") -> ModelShape:
         intermediate_size=int(get("intermediate_size") or 4 * hidden), num_layers=int(get("num_hidden_layers")),
         num_heads=heads, num_kv_heads=int(get("num_key_value_heads") or heads),
         tie_word_embeddings=bool(get("tie_word_embeddings", False)), assumed=assumed,
+        given_head_dim=get("head_dim") if get("head_dim") not in (None, hidden // heads) else None,
     )
 
 
 # Beyond these a config.json is a typo (an extra zero), not a model: the largest released dense models stay well below.
 CONFIG_LIMITS = {"vocab_size": 2_000_000, "hidden_size": 65_536, "intermediate_size": 262_144,
-                 "num_hidden_layers": 1_024, "num_attention_heads": 1_024}
+                 "num_hidden_layers": 1_024, "num_attention_heads": 1_024, "head_dim": 1_024}
 
 
 def check_config_numbers(get: Any, name: str = "") -> None:
@@ -250,6 +257,11 @@ def check_config_numbers(get: Any, name: str = "") -> None:
     hidden, heads = get("hidden_size"), get("num_attention_heads")
     kv_heads = get("num_key_value_heads") or heads
     fix = "fix the config.json (copy it from the model's hub page)"
+    head_dim = get("head_dim")
+    if head_dim is not None and (isinstance(head_dim, bool) or not isinstance(head_dim, int) or
+                                 not 1 <= head_dim <= CONFIG_LIMITS["head_dim"]):
+        raise MemoryEstimateError(f"{where}: head_dim is {head_dim!r}, not a whole number from 1 to "
+                                  f"{CONFIG_LIMITS['head_dim']} (released models use 64 to 256): {fix}")
     if get("head_dim") is None and hidden % heads:
         raise MemoryEstimateError(f"{where}: hidden_size {hidden} is not divisible by num_attention_heads {heads}, and "
                                   f"no head_dim is given: no such model exists; {fix}")
@@ -284,8 +296,11 @@ def resolve_shape(model: str | Path | Any) -> ModelShape:
     if path.is_dir():
         path = path / "config.json"
     if path.is_file():
-        return shape_from_config(read_config(path), str(path.parent))
-    if text.startswith((".", "/", "~")) or path.suffix == ".json":
+        return shape_from_config(read_config(path), str(path.parent) if path.name == "config.json" else str(path))
+    if os.path.lexists(path) and path.is_symlink() and not path.exists():
+        raise MemoryEstimateError(f"{path} is a symlink that leads nowhere or loops: point it at a model folder or "
+                                  f"config.json")
+    if text.startswith((".", "/", "~")) or path.suffix == ".json" or os.path.lexists(path):
         raise MemoryEstimateError(f"no config.json at {path}: pass a model folder, a config.json or a preset "
                                   f"({', '.join(PRESETS)})")
     return _shape_from_hub(text)

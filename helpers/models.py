@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from helpers.cli import path_arg
 from helpers.config import CPU_MODEL_NAME, TINY_MODEL_DIR, Profile
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
@@ -520,13 +521,29 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def pretraining_steps(text: str) -> int:
+    """An argparse type for ``build-tiny --steps``: 1 to 20 times the recipe's steps (about 35 minutes each)."""
+    from helpers.build.tiny import TinyRecipe
+
+    most = 20 * TinyRecipe().steps
+    try:
+        steps = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= steps <= most:
+        raise argparse.ArgumentTypeError(f"{steps} is outside 1 to {most} (the recipe's {TinyRecipe().steps} steps take "
+                                         f"about 35 minutes on 2 cores)")
+    return steps
+
+
 def main(argv: list[str] | None = None) -> int:
     """``build-tiny`` or ``info``."""
     parser = argparse.ArgumentParser(prog="python -m helpers.models", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build-tiny", help="pretrain the embedded tiny model (about 35 minutes on 2 cores)")
-    build.add_argument("--out", type=Path, default=TINY_MODEL_DIR)
-    build.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the recipe's)")
+    build.add_argument("--out", type=path_arg, default=TINY_MODEL_DIR)
+    build.add_argument("--steps", type=pretraining_steps, default=None, help="pretraining steps (default: the "
+                                                                             "recipe's)")
     sub.add_parser("info", help="show the shipped tiny model's recipe and size")
     args = parser.parse_args(argv)
     if args.command == "build-tiny":
@@ -539,9 +556,6 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"error: --out {problem}: give a new folder, or the model's own folder (data/tiny-llama)",
                   file=sys.stderr)
-            return 2
-        if args.steps is not None and args.steps < 1:
-            print(f"error: --steps {args.steps}: give a number of pretraining steps >= 1", file=sys.stderr)
             return 2
 
         recipe = TinyRecipe() if args.steps is None else TinyRecipe(steps=args.steps)

@@ -1361,7 +1361,7 @@ class ScriptConfig:
         from helpers.config import REPO_ROOT, artifacts_root
 
         value = self.values.get("output_dir")
-        return artifacts_root() / self.values["profile"] / "script" if value is None else REPO_ROOT / value
+        return artifacts_root() / self.values["profile"] / "script" if value is None else REPO_ROOT / Path(value).expanduser()
 
 
 def _key_lines(text: str) -> dict[str, list[int]]:
@@ -1376,6 +1376,9 @@ def _key_lines(text: str) -> dict[str, list[int]]:
     return lines
 
 
+CONFIG_MAX_BYTES = 256 * 1024  # a run config is a few dozen lines; a bigger file is the wrong path
+
+
 def load_run_config(path: str | Path) -> ScriptConfig:
     """Read and check a run config (``configs/<name>.yaml``): every error names the file, line, key and fix.
 
@@ -1387,13 +1390,22 @@ def load_run_config(path: str | Path) -> ScriptConfig:
 
     from helpers.config import PROFILES
 
-    path = Path(path)
+    path = Path(path).expanduser()
+    fix = "pass one of configs/<profile>.yaml, e.g. --config configs/cpu-tiny.yaml"
     if not path.is_file():
         known = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         hint = f" (files there: {', '.join(known)})" if known else ""
-        raise ScriptConfigError(f"{path}: config file not found{hint}: pass one of configs/<profile>.yaml, "
-                                f"e.g. --config configs/cpu-tiny.yaml")
-    text = path.read_text(encoding="utf-8", errors="replace")
+        what = "is not a regular file" if path.exists() else "not found"
+        raise ScriptConfigError(f"{path}: config file {what}{hint}: {fix}")
+    try:
+        with path.open("rb") as f:
+            data = f.read(CONFIG_MAX_BYTES + 1)
+    except OSError as err:  # /proc/self/mem, a file without read permission
+        raise ScriptConfigError(f"{path}: cannot read the config ({err.strerror or err}): {fix}") from None
+    if len(data) > CONFIG_MAX_BYTES:
+        raise ScriptConfigError(f"{path}: over {CONFIG_MAX_BYTES // 1024} kB, not a run config (the course's are "
+                                f"under 2 kB): {fix}")
+    text = data.decode("utf-8", errors="replace")
     try:
         raw = yaml.safe_load(text)
         lines = _key_lines(text)

@@ -23,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers.config import FALLBACK_DIR, FALLBACK_ENV_VAR, REPO_ROOT, ARTIFACTS_ENV_VAR, PROFILE_ENV_VAR
+from helpers.cli import path_arg
+from helpers.config import (ARTIFACTS_ENV_VAR, FALLBACK_DIR, FALLBACK_ENV_VAR, PROFILE_ENV_VAR, REPO_ROOT,
+                            unwritable_folder)
 
 NOTEBOOKS = ("03", "05", "07", "08")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -164,9 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: build (default) or ``--verify``."""
     parser = argparse.ArgumentParser(prog="python -m helpers.build.fallback", description=__doc__.splitlines()[0])
     parser.add_argument("--verify", action="store_true", help="check the shipped files against FALLBACK.json")
-    parser.add_argument("--keep", type=Path, help="work folder to keep (runs and artifacts); default: a temporary one")
     parser.add_argument("--only", nargs="+", metavar="NN", help="rebuild these notebooks' parts only (03 05 07 08)")
+    parser.add_argument("--keep", type=path_arg, help="work folder to keep (runs and artifacts); default: a temporary "
+                                                       "one")
     args = parser.parse_args(argv)
+    if args.verify and (args.keep or args.only):
+        parser.error("--verify only reads the shipped files: it takes no --keep or --only")
+    if args.keep and unwritable_folder(args.keep):
+        parser.error(f"--keep {unwritable_folder(args.keep)}")
     if args.verify:
         problems = verify()
         print("\n".join(problems) or "data/fallback/cpu-tiny matches FALLBACK.json")
@@ -176,4 +183,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.cli import run
+
+    sys.exit(run(main))

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from helpers.config import KB_DIR
+from helpers.cli import path_arg
+from helpers.config import KB_DIR, unwritable_folder
 from helpers.data.generate import PRODUCTS
 from helpers.data.kb import Question, Section, load_questions, load_sections, slug
 
@@ -476,15 +477,25 @@ def main(argv: list[str] | None = None) -> int:
     """``build`` writes data/kb/; ``check`` verifies the committed files against the facts."""
     parser = argparse.ArgumentParser(prog="python -m helpers.data.kb", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("build", "check"))
-    parser.add_argument("--out", type=Path, default=KB_DIR)
+    parser.add_argument("--out", type=path_arg, default=KB_DIR)
     args = parser.parse_args(argv)
     if args.command == "build":
+        problem = unwritable_folder(args.out)
+        if problem:
+            parser.error(f"--out {problem}")
         print(json.dumps(build_kb(args.out)))
         return 0
-    check_kb(load_sections(args.out), load_questions(args.out))
+    try:
+        check_kb(load_sections(args.out), load_questions(args.out))
+    except (FileNotFoundError, ValueError, KeyError) as err:  # a missing, damaged or hand-edited knowledge base
+        reason = str(err).strip("'\"") if isinstance(err, KeyError) else str(err)
+        print(f"error: {args.out}: {reason}"[:400], file=sys.stderr)
+        return 2
     print(f"ok: {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.cli import run
+
+    sys.exit(run(main))

@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from helpers.config import TINY_MODEL_DIR
-from helpers.models import CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS, sha256
+from helpers.cli import path_arg
+from helpers.config import TINY_MODEL_DIR, unwritable_folder
+from helpers.models import CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS, pretraining_steps, sha256
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -385,9 +386,13 @@ def write_checksums(folder: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """``python -m helpers.build.tiny [--out DIR] [--steps N]``: pretrain the tiny model and write its files."""
     parser = argparse.ArgumentParser(prog="python -m helpers.build.tiny", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=TINY_MODEL_DIR)
-    parser.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the recipe's)")
+    parser.add_argument("--out", type=path_arg, default=TINY_MODEL_DIR)
+    parser.add_argument("--steps", type=pretraining_steps, default=None, help="pretraining steps (default: the "
+                                                                              "recipe's)")
     args = parser.parse_args(argv)
+    problem = unwritable_folder(args.out)  # found now, not after the pretraining
+    if problem:
+        parser.error(f"--out {problem}")
     recipe = TinyRecipe() if args.steps is None else TinyRecipe(steps=args.steps)
     build_tiny(args.out, recipe, log=lambda m: print(m, flush=True))
     return 0

@@ -12,14 +12,29 @@ from pathlib import Path
 from typing import Any
 
 from helpers.build.dataset import BUILD_FILES, BUILD_N, build  # noqa: F401 - the build lives with the builders
+from helpers.cli import path_arg
 from helpers.config import TICKETS_DIR
 
 
 def _load_tokenizer(path: str) -> Any:
-    """A tokenizer from a folder (a model folder or a tokenizer-only one) or a cached hub id."""
+    """A tokenizer from a folder (a model folder or a tokenizer-only one) or a cached hub id.
+
+    Anything transformers cannot load (an empty folder, a file, an id not in the cache) is a ``TokenizerLoadError``
+    with one line that says what to pass instead.
+    """
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    try:
+        return AutoTokenizer.from_pretrained(str(Path(path).expanduser()) if Path(path).expanduser().exists() else path)
+    except Exception as err:  # noqa: BLE001 - transformers raises many kinds here; all mean "not a tokenizer"
+        reason = str(err).splitlines()[0] if str(err) else repr(err)
+        raise TokenizerLoadError(f"{path}: tokenizer_unusable: cannot load a tokenizer ({reason[:160]}): pass a folder "
+                                 f"with tokenizer files (e.g. data/tiny-llama) or a hub id that is in the local cache") \
+            from None
+
+
+class TokenizerLoadError(ValueError):
+    """``--tokenizer`` names nothing transformers can load as a tokenizer."""
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -32,10 +47,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.tokenizer:
         try:
             tokenizer = _load_tokenizer(args.tokenizer)
-        except Exception as err:  # noqa: BLE001 - one line, never a traceback
-            reason = str(err).splitlines()[0] if str(err) else repr(err)
-            print(f"{args.tokenizer}: tokenizer_unusable: cannot load a tokenizer ({reason[:160]}): pass a folder "
-                  f"with tokenizer files (e.g. data/tiny-llama) or a hub id that is in the local cache")
+        except TokenizerLoadError as err:
+            print(err)
             return 2
     try:
         report = validate(args.path, tokenizer=tokenizer, max_tokens=args.max_tokens, openai=args.openai)
@@ -66,6 +79,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
     print(f"rows in: {s['rows_in']}, invalid: {s['invalid_in']}, kept: {s['kept']}, rejected: {s['rejected']}")
     print("reasons: " + json.dumps(s["reasons"]) + "  pii: " + json.dumps(s["pii"]))
     print("balance: " + json.dumps(s["balance"]))
+    if s["rows_in"] and not s["valid_in"]:  # an output with nothing in it is not a success
+        print(f"error: none of the {s['rows_in']} rows is a chat row, so {args.out} is empty: each is in "
+              f"{args.rejects} with its reason; is this the right file? (python -m helpers.data validate {args.path})")
+        return 1
     return 0
 
 
@@ -95,10 +112,12 @@ def cmd_split(args: argparse.Namespace) -> int:
         if kind != "messages":
             print(f"{report.path}:{first.line}: split needs chat rows (messages) and these are {kind} rows: convert them"
                   f" first (python -m helpers.data convert {report.path} --out ROWS.jsonl --to messages)")
+        elif not report.n_invalid:  # a problem of the whole file (its encoding), not of a row
+            print(f"error: {errors[0].format(args.path)}")
         else:
-            print(f"error: {report.n_invalid} of {report.n_rows} rows are invalid (first: {errors[0].format(args.path)})"
-                  f": split needs valid chat rows: clean them first (python -m helpers.data clean {report.path} --out "
-                  f"CLEAN.jsonl --rejects REJECTS.jsonl)")
+            print(f"error: {report.n_invalid} of {report.n_rows} rows {'is' if report.n_invalid == 1 else 'are'} "
+                  f"invalid (first: {errors[0].format(args.path)}): split needs valid chat rows: clean them first "
+                  f"(python -m helpers.data clean {report.path} --out CLEAN.jsonl --rejects REJECTS.jsonl)")
         return 2
     rows = report.valid_rows()
     cfg = SplitConfig(seed=args.seed, near_threshold=args.near_threshold)
@@ -120,15 +139,26 @@ def cmd_split(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from helpers.data.clean import check_outputs
     from helpers.data.formats import DataFormatError, convert, read_rows, write_csv, write_jsonl
-    from helpers.data.validation import display_path
+    from helpers.data.validation import OPENAI_ROLES, ROLES, display_path
 
     to = "prompt_completion" if args.to == "csv" else args.to
     try:
         check_outputs(args.path, {"--out": args.out})
         rows = read_rows(args.path, system_prompt=args.system)
+        if not rows:
+            raise DataFormatError(f"{display_path(args.path)}: no rows to convert (an empty file, or a CSV header with "
+                                  f"nothing under it): check the file")
         tokenizer = _load_tokenizer(args.tokenizer) if args.tokenizer else None
+        roles = OPENAI_ROLES if args.to == "openai" else ROLES
         out_rows = []
         for number, row in enumerate(rows, 1):
+            messages = row.get("messages") if isinstance(row, dict) else None
+            for turn in messages if isinstance(messages, list) else []:
+                role = turn.get("role") if isinstance(turn, dict) else None
+                if role not in roles:
+                    raise DataFormatError(f"{display_path(args.path)}: row {number}: unknown_role: a turn has role "
+                                          f"{role!r}, not one of {', '.join(sorted(roles))}: fix or remove the row "
+                                          f"(python -m helpers.data validate {display_path(args.path)} lists them all)")
             try:
                 out_rows.extend(convert([row], to, tokenizer, args.system))
             except (DataFormatError, KeyError, TypeError, AttributeError) as err:
@@ -138,9 +168,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
             write_csv(out_rows, args.out)
         else:
             write_jsonl(out_rows, args.out)
-    except (DataFormatError, OSError) as err:
+    except (DataFormatError, TokenizerLoadError) as err:
         message = str(err).removeprefix("error: ")
         print(f"error: {message}")
+        return 2
+    except OSError as err:  # checked first; a disk that fills or a file that vanishes meanwhile
+        print(f"error: {display_path(err.filename or args.path)}: {err.strerror or err}: no output was written; check "
+              f"the path and free space")
         return 2
     print(f"wrote {len(out_rows)} rows to {display_path(args.out)} ({args.to})")
     return 0
@@ -151,8 +185,11 @@ def cmd_pii_scores(args: argparse.Namespace) -> int:
 
     try:
         cases = read_pii_set(args.set)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        print(f"error: {args.set}: cannot read the labelled set ({type(err).__name__}: {err})"[:300])
+    except ValueError as err:  # UnicodeDecodeError too
+        print(f"error: {err}"[:400])
+        return 2
+    except OSError as err:
+        print(f"error: {args.set}: cannot read the labelled set ({err.strerror or err})")
         return 2
     if not cases:
         print(f"error: {args.set}: the labelled set holds no cases: precision and recall of nothing are not scores; "
@@ -194,33 +231,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="regenerate data/tickets (deterministic)")
-    b.add_argument("--out", type=Path, default=TICKETS_DIR)
+    b.add_argument("--out", type=path_arg, default=TICKETS_DIR)
     v = sub.add_parser("validate", help="check a chat JSONL file; exit 0 valid, 1 invalid rows, 2 unreadable")
-    v.add_argument("path")
+    v.add_argument("path", type=path_arg)
     v.add_argument("--tokenizer", help="tokenizer path or hub id: token counts and assistant-label coverage")
     v.add_argument("--max-tokens", type=_at_least(1), help="flag rows over this many tokens (needs --tokenizer)")
     v.add_argument("--openai", action="store_true", help="OpenAI fine-tuning format (stricter keys and roles)")
     c = sub.add_parser("clean", help="normalise, scrub PII, filter, deduplicate; every removed row goes to --rejects")
-    c.add_argument("path")
-    c.add_argument("--out", required=True)
-    c.add_argument("--rejects", required=True)
+    c.add_argument("path", type=path_arg)
+    c.add_argument("--out", required=True, type=path_arg)
+    c.add_argument("--rejects", required=True, type=path_arg)
     c.add_argument("--near-threshold", type=_fraction, default=0.8, help="Jaccard similarity in (0, 1]")
     c.add_argument("--min-chars", type=_at_least(0), default=20)
     c.add_argument("--max-chars", type=_at_least(1), default=2000)
     c.add_argument("--keep-pii", action="store_true", help="do not scrub emails, phones, cards, addresses")
     s = sub.add_parser("split", help="80/10/10 stratified, group-aware splits + leakage check")
-    s.add_argument("path")
-    s.add_argument("--out-dir", required=True)
+    s.add_argument("path", type=path_arg)
+    s.add_argument("--out-dir", required=True, type=path_arg)
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--near-threshold", type=_fraction, default=0.8, help="Jaccard similarity in (0, 1]")
     k = sub.add_parser("convert", help="convert JSONL/CSV/JSON-array rows between formats")
-    k.add_argument("path")
-    k.add_argument("--out", required=True)
+    k.add_argument("path", type=path_arg)
+    k.add_argument("--out", required=True, type=path_arg)
     k.add_argument("--to", choices=("messages", "prompt_completion", "text", "openai", "csv"), default="messages")
     k.add_argument("--tokenizer", help="needed for --to text (the chat template renders rows)")
     k.add_argument("--system", help="system prompt to add when converting prompt/completion rows")
     q = sub.add_parser("pii-scores", help="precision and recall of PII scrubbing per kind on a hand-labelled set")
-    q.add_argument("--set", type=Path, default=None, help="labelled JSONL (default: data/pii/labelled.jsonl)")
+    q.add_argument("--set", type=path_arg, default=None, help="labelled JSONL (default: data/pii/labelled.jsonl)")
     args = parser.parse_args(argv)
     if args.command == "pii-scores" and args.set is None:
         from helpers.data.clean import PII_SET

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers.config import unwritable
+
 # Street types of US/UK addresses (full and USPS-style short forms) and words that start a street name elsewhere.
 STREET_TYPES = ("street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|parkway|pkwy"
                 "|terrace|ter|circle|cir|highway|hwy|square|sq|trail|trl|crescent|cres|close|row|plaza|alley|loop"
@@ -200,21 +202,50 @@ def scrub_pii(text: str) -> tuple[str, Counter[str]]:
 
 
 def read_pii_set(path: str | Path = PII_SET) -> list[tuple[str, list[tuple[str, int, int]]]]:
-    """The hand-labelled PII set: each text with its ``(kind, start, end)`` spans (from ``[kind, substring]`` pairs)."""
+    """The hand-labelled PII set: each text with its ``(kind, start, end)`` spans (from ``[kind, substring]`` pairs).
+
+    A line that is not ``{"text": str, "pii": [[kind, substring], ...]}`` is a ``ValueError`` naming ``file:line``; a
+    path that is not a regular file (a folder, ``/dev/zero``) is refused before it is read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file: pass a JSONL file like data/pii/labelled.jsonl")
+    if path.stat().st_size > PII_SET_MAX_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size / 2**20:.0f} MB is not a hand-labelled set (the course's is "
+                         f"{PII_SET.stat().st_size // 1024} kB): check the path")
     cases = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: byte {err.start + 1} is not UTF-8: re-save the file as UTF-8") from None
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        row = json.loads(line)
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: not JSON ({err.msg}, column {err.colno})") from None
+        pairs = row.get("pii") if isinstance(row, dict) else None
+        text = row.get("text") if isinstance(row, dict) else None
+        if not isinstance(text, str) or not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in pairs):
+            raise ValueError(f'{where}: expected {{"text": "...", "pii": [["email", "a@b.com"], ...]}} (text a '
+                             f'string, pii a list of [kind, substring] pairs)')
         spans, at = [], 0
-        for kind, part in row["pii"]:
-            start = row["text"].find(part, at)
-            if start < 0:
-                raise ValueError(f"{path}:{number}: {part!r} is not in the text (after offset {at})")
+        for kind, part in pairs:
+            if kind not in PII_PATTERNS:
+                raise ValueError(f"{where}: unknown kind {kind!r}: use one of {', '.join(PII_PATTERNS)}")
+            start = text.find(part, at)
+            if start < 0 or not part:
+                raise ValueError(f"{where}: {part!r} is not in the text (after offset {at})")
             spans.append((kind, start, start + len(part)))
             at = start + len(part)
-        cases.append((row["text"], spans))
+        cases.append((text, spans))
     return cases
+
+
+PII_SET_MAX_BYTES = 50 * 2**20  # a hand-labelled set is kilobytes; a bigger file is the wrong path
 
 
 def pii_scores(cases: list[tuple[str, list[tuple[str, int, int]]]] | None = None,
@@ -454,29 +485,10 @@ def check_outputs(in_path: str | Path, outputs: dict[str, str | Path]) -> None:
         for other, other_path in named[i + 1:]:
             if same_file(path, other_path):
                 raise DataFormatError(f"error: {label} and {other} are the same file {shown}: give each its own path")
-        reason = _unwritable(Path(path))
+        reason = unwritable(path)
         if reason:
             raise DataFormatError(f"error: {label} {shown}: cannot write there ({reason}): choose a file path in a "
                                   f"folder you can write to")
-
-
-def _unwritable(path: Path) -> str | None:
-    """Why ``path`` cannot be written as a file (before anything is written), or None."""
-    from helpers.data.validation import display_path
-
-    try:
-        if path.is_dir():
-            return "it is a directory"
-        parent = path.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir():
-            return f"{display_path(parent)} is a file, not a folder"
-        if not os.access(parent, os.W_OK | os.X_OK):
-            return f"no permission to write in {display_path(parent)}"
-    except (OSError, ValueError) as err:
-        return getattr(err, "strerror", None) or str(err)
-    return None
 
 
 def make_near_duplicates(rows: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, Any]]:

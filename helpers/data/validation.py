@@ -554,6 +554,11 @@ def _check_line(row: RowResult, raw: bytes, is_last: bool, openai: bool) -> None
     except ValueError as err:
         column = f", column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
         reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+        if "\x00" in text:  # every other byte NUL: UTF-16 (or UTF-32) saved without its byte-order mark
+            row.problems.append(Problem(row.line, "not_json", f"the line holds NUL characters: the file looks like "
+                                                              f"UTF-16 or UTF-32 without a byte-order mark: re-save "
+                                                              f"it as UTF-8"))
+            return
         if is_last:
             row.problems.append(Problem(row.line, "truncated_line", f"the last line is not complete JSON "
                                                                     f"({reason}{column}): the file looks cut off; "
