@@ -19,6 +19,8 @@ TICKETS_DIR = DATA_DIR / "tickets"
 KB_DIR = DATA_DIR / "kb"
 
 PROFILE_ENV_VAR = "COURSE_PROFILE"
+# Set by the course runner for each notebook it executes: where its metrics (and the test ledger) go, and its name.
+METRICS_DIR_VAR, NOTEBOOK_VAR = "COURSE_METRICS_DIR", "COURSE_NOTEBOOK"
 ARTIFACTS_ENV_VAR = "COURSE_ARTIFACTS"  # another artifacts/ folder, e.g. on Google Drive (helpers.colab sets it)
 FALLBACK_DIR = DATA_DIR / "fallback"  # results of the course's training cells, shipped for cpu-tiny (USE_FALLBACK)
 FALLBACK_ENV_VAR = "COURSE_FALLBACK"  # 1: every notebook uses them, as USE_FALLBACK = True does for one

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from helpers.cli import path_arg
-from helpers.config import NOTEBOOKS_DIR, REPO_ROOT, RUNS_DIR, ProfileError, resolve_profile_name
+from helpers.config import (METRICS_DIR_VAR, NOTEBOOK_VAR, NOTEBOOKS_DIR, REPO_ROOT, RUNS_DIR, ProfileError,
+                            resolve_profile_name)
 
-METRICS_DIR_VAR, NOTEBOOK_VAR = "COURSE_METRICS_DIR", "COURSE_NOTEBOOK"
 BENCH_RESULTS = REPO_ROOT / "bench" / "results.md"  # the benchmarks' latest figures (bench/results.py writes it)
 
 
@@ -129,14 +129,16 @@ def _progress(name: str, total: int, started: float):
     return hook
 
 
-def run_notebook(path: Path, run_dir: Path, profile: str, timeout: int = 1800) -> NotebookResult:
-    """Execute one notebook with the profile injected; save the executed copy whatever happens."""
+def run_notebook(path: Path, run_dir: Path, profile: str, timeout: int = 1800,
+                 params: dict[str, Any] | None = None) -> NotebookResult:
+    """Execute one notebook with the profile (and ``params``, e.g. ``{"DPO_LR": 5e-5}``) injected into its
+    parameters cell; save the executed copy whatever happens."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     result = NotebookResult(name=path.stem)
-    nb = inject_parameters(nbformat.read(path, as_version=4), {"PROFILE": profile})
+    nb = inject_parameters(nbformat.read(path, as_version=4), {"PROFILE": profile, **(params or {})})
     metrics_dir = run_dir / "metrics"
     os.environ.update({METRICS_DIR_VAR: str(metrics_dir), NOTEBOOK_VAR: path.stem, "COURSE_PROFILE": profile})
     if profile == "cpu-tiny":
@@ -229,6 +231,13 @@ def write_report(results: list[NotebookResult], run_dir: Path, profile: str,
         metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in r.metrics.items())
         status = r.status if r.status != "failed" else f"FAILED at cell {r.failed_cell}: {r.error}"
         md.append(f"| {r.name} | {status} | {r.seconds:.0f} s | {metrics} |")
+    from helpers.evaluate.ledger import LEDGER_NAME, ledger_markdown
+
+    ledger = ledger_markdown(run_dir / "metrics" / LEDGER_NAME)
+    ledger_intro = ("Every read of the test split (and the hand-written tickets) in this run, with the question it "
+                    "answered (`evaluate.test_split`). Choices are made on validation; a question read more than once "
+                    "by one notebook is a second look at test.")
+    md += ["", "## Test ledger", "", ledger_intro, "", ledger or "Nothing read a held-out split in this run."]
     for r in results:
         if r.images:
             md += ["", f"## {r.name}", ""] + [f"![{name}]({name})" for name in r.images]
@@ -254,7 +263,8 @@ def write_report(results: list[NotebookResult], run_dir: Path, profile: str,
             "img{max-width:48%;margin:4px}</style>"
             f"<h1>Course run {run_dir.name}</h1><p>Profile <code>{profile}</code> · {len(results)} notebooks · "
             f"{total / 60:.1f} min</p><table><tr><th>notebook</th><th>status</th><th>runtime</th>"
-            f"<th>key metrics</th></tr>{rows}</table>{figures}"
+            f"<th>key metrics</th></tr>{rows}</table><h2>Test ledger</h2><p>{html.escape(ledger_intro)}</p>"
+            f"<pre>{html.escape(ledger or 'Nothing read a held-out split in this run.')}</pre>{figures}"
             + (f"<h2>Benchmarks (bench/results.md: not measured by this run)</h2><pre>{html.escape(benchmarks)}</pre>"
                if benchmarks else ""))
     html_path = run_dir / "report.html"

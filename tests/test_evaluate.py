@@ -383,3 +383,18 @@ def test_the_shipped_base_model_passes_its_own_canaries(tiny):
     assert {c.kind for c in ev.default_canaries(config.get_profile("t4"))} == {"preference", "instruction"}
     result = ev.run_canaries(model, tokenizer, suite)
     assert result["passed"].all(), result.loc[~result["passed"], ["name", "detail"]].to_string()
+
+
+def test_an_ab_change_in_words_is_rendered_from_the_table():
+    import pandas as pd
+
+    ab = pd.DataFrame({"metric": ["field_accuracy", "field_accuracy_category", "field_accuracy_priority"],
+                       "base": [0.652, 0.33, 0.75], "tuned": [0.670, 0.40, 0.70], "ci_low": [0.003, 0.02, -0.09],
+                       "ci_high": [0.035, 0.11, -0.01], "significant": [True, True, True]}, index=["DPO"] * 3)
+    assert ev.describe_change(ab, "DPO") == "0.652 → 0.670 (95% CI of the change [+0.003, +0.035], significant)"
+    assert ev.significant_changes(ab, "DPO") == "category 0.33 → 0.40, priority 0.75 → 0.70"
+    ab["significant"] = False
+    assert ev.describe_change(ab, "DPO").endswith("not significant)")
+    assert ev.significant_changes(ab, "DPO") == "none"
+    with pytest.raises(ev.EvaluationError, match="no row for 'GRPO'"):
+        ev.describe_change(ab, "GRPO")

@@ -159,3 +159,118 @@ def test_no_cell_rebinds_a_helpers_module(nb):
         for match in pattern.finditer(cell.source):
             names = {n.strip() for n in (match.group(1) or match.group(2) or "").split(",")}
             assert not names & imported, f"{nb.path.name} cell {i}: rebinds {names & imported} (a helpers module)"
+
+
+# ------------------------------------------------------------------- choose on validation, report on test once (28)
+
+HELD_OUT_READ = re.compile(r"""(?:test|handwritten)\.jsonl|(?:load_split|split_path)\(\s*["'](?:test|handwritten)["']""")
+# Functions that choose among candidates (a run, a fix, a target) and methods that pick an argmax: none may see rows
+# read from a held-out split, or anything computed from them.
+CHOOSERS = {"train.best_run", "evaluate.ship_rule", "evaluate.failure_groups"}
+CHOOSING_METHODS = {"idxmax", "idxmin", "nlargest", "nsmallest"}
+
+
+def _dotted(node) -> str:
+    import ast
+
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _propagate(body, tainted: set[str], outer: set[str]) -> None:
+    """Taint, in source order, the names assigned from ``evaluate.test_split`` or from tainted names; ``outer`` holds
+    the names tainted by an enclosing ``for``/``with`` (what a loop over held-out rows assigns depends on them)."""
+    import ast
+
+    for stmt in body:
+        targets, value = [], None
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets, value = (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]), stmt.value
+        elif isinstance(stmt, ast.For):
+            targets, value = [stmt.target], stmt.iter
+        if value is not None:
+            # a subscript or attribute store (scores[k] = ...) changes the container: it counts as its name
+            names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            reads = any(isinstance(n, ast.Call) and _dotted(n.func) == "evaluate.test_split" for n in ast.walk(value))
+            uses = {n.id for n in ast.walk(value) if isinstance(n, ast.Name)} & tainted
+            if reads or uses or outer:
+                tainted |= names
+            elif isinstance(stmt, (ast.Assign, ast.AnnAssign)) and all(isinstance(t, ast.Name) for t in targets):
+                tainted -= names  # a plain name re-assigned from clean values is clean again
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            inner = getattr(stmt, field, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.AST):
+                loop_taint = outer | ({"<loop>"} if isinstance(stmt, ast.For) and value is not None and (
+                    {n.id for n in ast.walk(value) if isinstance(n, ast.Name)} & tainted) else set())
+                _propagate([s for s in inner if isinstance(s, ast.stmt)] if field != "handlers" else
+                           [s for h in inner for s in h.body], tainted, loop_taint)
+
+
+def held_out_problems(cells: list[tuple[int, str]]) -> list[str]:
+    """Where notebook code reads a held-out split other than through ``evaluate.test_split``, or lets what it read
+    reach a choice. ``cells`` are (index, source) of code cells in order; the taint follows assignments across cells
+    (a name assigned from an expression that uses a tainted name is tainted; a name re-assigned cleanly is not)."""
+    import ast
+
+    problems, tainted = [], set()
+    for index, source in cells:
+        if HELD_OUT_READ.search(source):
+            problems.append(f"cell {index}: reads a held-out split directly ({HELD_OUT_READ.search(source).group(0)}): "
+                            f"use evaluate.test_split(question, cfg)")
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue  # IPython magics: test_valid_and_stripped and nbmake report real syntax errors
+        for node in ast.walk(tree):  # choices: a chooser given tainted names, an argmax of tainted data
+            if not isinstance(node, ast.Call):
+                continue
+            name = _dotted(node.func)
+            used = {n.id for arg in [*node.args, *(k.value for k in node.keywords)] for n in ast.walk(arg)
+                    if isinstance(n, ast.Name)}
+            method = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+            receiver = ({n.id for n in ast.walk(node.func.value) if isinstance(n, ast.Name)}
+                        if isinstance(node.func, ast.Attribute) else set())
+            if name in CHOOSERS and used & tainted:
+                problems.append(f"cell {index}: {name} chooses from held-out rows ({', '.join(sorted(used & tainted))})"
+                                f": choose on validation")
+            if method in CHOOSING_METHODS and receiver & tainted:
+                problems.append(f"cell {index}: .{method}() picks from held-out rows "
+                                f"({', '.join(sorted(receiver & tainted))}): choose on validation")
+        _propagate(tree.body, tainted, outer=set())
+    return problems
+
+
+def test_notebooks_read_the_test_split_only_through_the_ledger_and_choose_on_validation(nb):
+    cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    problems = held_out_problems(cells)
+    assert not problems, f"{nb.path.name}: " + "; ".join(problems)
+    reads = [c.source for _, c in enumerate(nb.cells) if c.cell_type == "code" and "evaluate.test_split(" in c.source]
+    for source in reads:
+        question = re.search(r"evaluate\.test_split\(\s*\"([^\"]+)\"", source)
+        assert question and question.group(1)[:2] == nb.path.name[:2] or question.group(1).startswith("01+04"), \
+            f"{nb.path.name}: a test_split question starts with its notebook's number: {source[:120]!r}"
+
+
+@pytest.mark.parametrize("cells, expected", [
+    ([(3, 'rows = data.load_split("test")')], "reads a held-out split directly"),
+    ([(3, "rows = read_jsonl('data/tickets/test.jsonl')")], "reads a held-out split directly"),
+    ([(3, 'hand = data.load_split("handwritten")')], "reads a held-out split directly"),
+    ([(3, 'rows = evaluate.test_split("05: q", cfg)'), (4, "refs = evaluate.references_from_rows(rows)"),
+      (5, "best = train.best_run(compare(refs))")], "train.best_run chooses from held-out rows"),
+    ([(3, 'rows = evaluate.test_split("05: q", cfg)'), (4, "scores = {}"),
+      (5, "for run in runs:\n    scores[run] = evaluate.score(gen(run, rows), refs)"),
+      (6, "table = pd.DataFrame(scores)"), (7, "pick = table.loc['field_accuracy'].idxmax()")], ".idxmax() picks"),
+    ([(3, 'rows = evaluate.test_split("05: q", cfg)'), (4, "keep, why = evaluate.ship_rule((1, 0), score(rows))")],
+     "evaluate.ship_rule chooses"),
+])
+def test_the_held_out_check_fails_on_a_notebook_that_breaks_the_rule(cells, expected):
+    problems = held_out_problems(cells)
+    assert any(expected in p for p in problems), problems
+
+
+def test_the_held_out_check_passes_choices_on_validation_and_a_clean_rebinding():
+    cells = [(3, 'rows = evaluate.test_split("05: q", cfg)'), (4, "val = data.load_split('validation')"),
+             (5, "best = train.best_run(table_of(val))"), (6, "rows = data.load_split('train')"),
+             (7, "pick = frame(rows).idxmax()")]
+    assert held_out_problems(cells) == []

@@ -60,12 +60,21 @@ def corrected(answer: str, reference: dict[str, Any]) -> str:
     return json.dumps({**obj, **{k: reference[k] for k in FIELDS}}, ensure_ascii=False)
 
 
-def preference_pairs(rows: Sequence[dict[str, Any]], answers: Sequence[str]) -> list[dict[str, Any]]:
+PAIR_CHOSEN = ("correction", "reference")  # what a pair's chosen side is: see preference_pairs
+
+
+def preference_pairs(rows: Sequence[dict[str, Any]], answers: Sequence[str],
+                     chosen: str = "correction") -> list[dict[str, Any]]:
     """One pair per row whose model answer has a mistake: chosen = corrected answer, rejected = the answer.
 
     ``rows`` are chat rows of the training split and ``answers`` what the model wrote for each (same order). Rows the
     model already gets right give no pair. Each pair keeps the ticket's metadata and the mistake's label (``kind``).
+    ``chosen="correction"`` (the default) makes the chosen side the model's own answer with only its wrong fields set
+    to the reference's values (the pair differs exactly where the mistake is); ``"reference"`` uses the reference
+    answer as written (the pair then also differs in the summary's wording).
     """
+    if chosen not in PAIR_CHOSEN:
+        raise PreferenceDataError(f"chosen={chosen!r}: use one of {', '.join(PAIR_CHOSEN)}")
     if len(rows) != len(answers):
         raise PreferenceDataError(f"{len(rows)} rows but {len(answers)} answers: pass one model answer per row")
     pairs = []
@@ -79,7 +88,8 @@ def preference_pairs(rows: Sequence[dict[str, Any]], answers: Sequence[str]) -> 
         if kind is None:
             continue
         pairs.append({"prompt": _prompt(row),
-                      "chosen": [{"role": "assistant", "content": corrected(answer, reference)}],
+                      "chosen": [{"role": "assistant", "content": corrected(answer, reference) if chosen == "correction"
+                                  else reference_text}],
                       "rejected": [{"role": "assistant", "content": answer}],
                       "kind": kind, "metadata": {**(row.get("metadata") or {}), "row": i}})
     return pairs

@@ -13,11 +13,11 @@ One module per topic; every public name is importable from ``helpers.evaluate`` 
 - ``error_analysis``: :data:`ERROR_KINDS`, :func:`error_kinds`, :func:`error_table`, :func:`failure_groups`,
   :func:`group_counts`
 - ``confusion``: :func:`category_confusion`, :func:`plot_confusion` (reference x predicted category counts)
-- ``ab``: :func:`paired_bootstrap`, :func:`plot_ab`
+- ``ab``: :func:`paired_bootstrap`, :func:`plot_ab`, and a change in words (:func:`describe_change`)
 - ``judge``: the judge prompt, verdict parsing, :func:`judge_pairwise` and the judges
 - ``canaries``: forgetting checks (:class:`Canary`, :func:`run_canaries`, :func:`default_canaries`)
 - ``human``: :func:`human_eval_sheet`
-- ``decision``: :func:`extend_decision_table`
+- ``decision``: :func:`extend_decision_table`, 05's :func:`ship_rule` for a data fix
 - ``baselines``: the majority answer, and accuracy split by whether the ticket names the value
 - ``grounding``: extracted values the ticket does not contain (hallucinations)
 - ``constrained``: JSON-schema-constrained generation (llguidance): the format guaranteed, not the content
@@ -26,6 +26,7 @@ One module per topic; every public name is importable from ``helpers.evaluate`` 
 - ``monitor``: production monitoring, input drift and output health of a week against a reference window (06)
 - ``live_ab``: live A/B tests of model versions: sample size, two-proportion test, the peeking pitfall (06)
 - ``forgetting``: the cross-entropy of general text (:func:`text_loss`), forgetting as a number (05_iterate)
+- ``ledger``: the only way notebooks read the test split (:func:`test_split`), and the ledger of those reads (05)
 
 A new topic is a new module plus one ``from helpers.evaluate.<module> import ...`` line below.
 """
@@ -63,7 +64,7 @@ from helpers.evaluate.metrics import (
     unicode_tokens,
 )
 from helpers.evaluate.confusion import category_confusion, plot_confusion
-from helpers.evaluate.ab import paired_bootstrap, plot_ab
+from helpers.evaluate.ab import describe_change, paired_bootstrap, plot_ab, significant_changes
 from helpers.evaluate.judge import (
     JUDGE_RUBRIC,
     ModelJudge,
@@ -84,7 +85,7 @@ from helpers.evaluate.canaries import (
     run_canaries,
 )
 from helpers.evaluate.human import RUBRIC_COLUMNS, human_eval_sheet
-from helpers.evaluate.decision import extend_decision_table
+from helpers.evaluate.decision import SHIP_MAX_DROP, extend_decision_table, ship_rule
 from helpers.evaluate.baselines import (
     NAMED_RULES,
     breakdown_table,
@@ -107,6 +108,7 @@ from helpers.evaluate.constrained import (
     constrained_generate,
 )
 from helpers.evaluate.forgetting import GENERAL_TEXTS, text_loss
+from helpers.evaluate.ledger import ledger_markdown, ledger_path, ledger_table, note_read, read_ledger, test_split
 from helpers.evaluate.meteor import NO_SYNONYMS, meteor, meteor_parts
 from helpers.evaluate.monitor import (
     MATERIAL,

@@ -105,3 +105,24 @@ def plot_ab(table: "pd.DataFrame", title: str = "tuned - base (95% paired bootst
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def describe_change(ab: "pd.DataFrame", name: str, metric: str = "field_accuracy") -> str:
+    """One metric's paired change in words, from a :func:`paired_bootstrap` table indexed by system ``name``:
+    ``"0.652 → 0.670 (95% CI of the change [+0.003, +0.035], significant)"``. Prose that states a result is
+    rendered from the run with it (07_preference_tuning), never typed in."""
+    rows = ab[(ab.index == name) & (ab["metric"] == metric)]
+    if rows.empty:
+        raise EvaluationError(f"no row for {name!r} / {metric!r} in the A/B table: systems {sorted(set(ab.index))}")
+    row = rows.iloc[0]
+    verdict = "significant" if bool(row["significant"]) else "not significant"
+    return (f"{row['base']:.3f} → {row['tuned']:.3f} (95% CI of the change [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}],"
+            f" {verdict})")
+
+
+def significant_changes(ab: "pd.DataFrame", name: str, skip: Sequence[str] = ("field_accuracy",)) -> str:
+    """The metrics of system ``name`` whose paired change is significant, with their direction ("none" when none
+    is): ``"category 0.33 → 0.40, priority 0.75 → 0.70"``."""
+    rows = ab[(ab.index == name) & ab["significant"].astype(bool) & ~ab["metric"].isin(list(skip))]
+    return ", ".join(f"{r.metric.removeprefix('field_accuracy_')} {r.base:.2f} → {r.tuned:.2f}"
+                     for r in rows.itertuples()) or "none"

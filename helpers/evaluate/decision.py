@@ -26,3 +26,21 @@ def extend_decision_table(path: Path | str, row: dict[str, Any]) -> "pd.DataFram
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
     return table
+
+
+SHIP_MAX_DROP = 0.02  # 05's ship rule: overall field accuracy may fall by at most this much
+
+
+def ship_rule(failures: tuple[int, int], field_accuracy: tuple[float, float],
+              max_drop: float = SHIP_MAX_DROP) -> tuple[bool, str]:
+    """05's rule for shipping a data fix, written down before looking: ``(keep, reason)``. Taught in 05_iterate.
+
+    ``failures`` and ``field_accuracy`` are (control, fix) on the **validation** split: keep the fix when the
+    targeted group fails less than under the control and overall field accuracy falls by at most ``max_drop``. The
+    test split only confirms the decision afterwards (``tests/test_static.py`` refuses test rows here).
+    """
+    (f_control, f_fix), (a_control, a_fix) = failures, field_accuracy
+    target_better, rest_kept = f_fix < f_control, a_fix >= a_control - max_drop
+    reason = (f"target failures {f_control} -> {f_fix} ({'fewer' if target_better else 'not fewer'}), field accuracy "
+              f"{a_control:.3f} -> {a_fix:.3f} ({'within' if rest_kept else 'beyond'} the allowed drop of {max_drop})")
+    return bool(target_better and rest_kept), reason

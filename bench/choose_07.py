@@ -1,0 +1,116 @@
+"""Choose notebook 07's recipe on the validation split (never test): run 07 once per candidate, compare, pick by rule.
+
+Run: ``OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python bench/choose_07.py [--profile cpu-tiny]``.
+
+Each candidate is notebook 07 itself, executed by the course runner with its parameters injected and
+``SCORE_SPLIT = "validation"``: the same pairs, trainers and scoring as the course, on the first ``eval_limit``
+validation tickets. Every run continues the same SFT adapter (the one the course ships for ``cpu-tiny``; 03's for
+another profile) in a temporary artifacts folder, so the course's own artifacts are untouched and no test row is read.
+
+The rules, written before the runs: **DPO** — the highest validation field accuracy of SFT + DPO (a tie goes to the
+lower learning rate); **GRPO** — the highest validation json_reward of SFT + GRPO, GRPO's own objective (a tie goes to
+the lower learning rate). DPO and GRPO both start from the SFT adapter and never see each other's result, so one run
+can carry one DPO candidate and one GRPO candidate; runs that repeat a GRPO candidate show it is reproducible.
+Writes ``bench/results.md`` (section ``choose_07``), which 07's section 7.6 shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from anywhere without installing
+
+# (PAIR_CHOSEN, DPO_LR, GRPO_LR) per run: the DPO candidates are the settings 07 was first tried with (issue 28), the
+# GRPO candidates its learning rate at 2e-4 and 4x lower.
+CANDIDATES = [("correction", 2e-5, 2e-4), ("correction", 5e-5, 5e-5), ("correction", 2e-4, 2e-4),
+              ("reference", 5e-5, 5e-5)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run 07 per candidate on validation, tabulate, apply the rules, record."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu-tiny")
+    parser.add_argument("--keep", type=Path, help="keep the runs (executed notebooks, artifacts) in this folder")
+    args = parser.parse_args(argv)
+
+    from bench.results import command_line, table, write_section
+    from helpers import config, course
+
+    cfg = config.get_profile(args.profile)
+    work = Path(args.keep or tempfile.mkdtemp(prefix="choose-07-"))
+    artifacts = work / "artifacts"
+    sft = config.artifacts_dir(cfg, "adapter")  # the course's own 03 adapter for this profile ...
+    shipped = config.FALLBACK_DIR / cfg.name / "adapter"  # ... or, for cpu-tiny, the one the course ships
+    source = shipped if cfg.name == "cpu-tiny" and shipped.is_dir() else sft
+    if not (source / "adapter_config.json").is_file():
+        print(f"error: no SFT adapter for {cfg.name} at {source}: run notebook 03 first", file=sys.stderr)
+        return 2
+    shutil.copytree(source, artifacts / cfg.name / "adapter", dirs_exist_ok=True)
+    os.environ[config.ARTIFACTS_ENV_VAR] = str(artifacts)
+    os.environ.pop(config.FALLBACK_ENV_VAR, None)
+    notebook = config.NOTEBOOKS_DIR / "07_preference_tuning.ipynb"
+    results, started = [], time.time()
+    for k, (chosen, dpo_lr, grpo_lr) in enumerate(CANDIDATES, 1):
+        run_dir = work / f"run-{k}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        params = {"PAIR_CHOSEN": chosen, "DPO_LR": dpo_lr, "GRPO_LR": grpo_lr, "SCORE_SPLIT": "validation",
+                  "USE_FALLBACK": False}
+        print(f"[{k}/{len(CANDIDATES)}] 07 with {params}", flush=True)
+        result = course.run_notebook(notebook, run_dir, cfg.name, timeout=3600, params=params)
+        if result.status != "ok":
+            print(f"error: candidate {k} failed at cell {result.failed_cell}: {result.error} "
+                  f"({run_dir / notebook.name})", file=sys.stderr)
+            return 1
+        m = result.metrics
+        results.append({"chosen": chosen, "dpo_lr": dpo_lr, "grpo_lr": grpo_lr, "seconds": result.seconds,
+                        "pairs": m["pairs"], "sft": m["field_accuracy"]["SFT"],
+                        "dpo": m["field_accuracy"]["SFT + DPO"], "grpo": m["field_accuracy"]["SFT + GRPO"],
+                        "sft_reward": m["json_reward"]["SFT"], "dpo_reward": m["json_reward"]["SFT + DPO"],
+                        "grpo_reward": m["json_reward"]["SFT + GRPO"], "majority": m["field_accuracy"].get(
+                            "majority (trivial)")})
+        print(json.dumps(results[-1]), flush=True)
+
+    best_dpo = max(results, key=lambda r: (round(r["dpo"], 4), -r["dpo_lr"]))
+    grpo = {r["grpo_lr"]: r for r in results}  # one row per GRPO candidate (repeats are the same run again)
+    best_grpo = max(grpo.values(), key=lambda r: (round(r["grpo_reward"], 4), -r["grpo_lr"]))
+    rows_dpo = [[r["chosen"], f"{r['dpo_lr']:g}", r["pairs"], f"{r['sft']:.3f}", f"{r['dpo']:.3f}",
+                 f"{r['dpo'] - r['sft']:+.3f}", f"{r['dpo_reward']:.3f}", "**chosen**" if r is best_dpo else ""]
+                for r in results]
+    rows_grpo = [[f"{r['grpo_lr']:g}", f"{r['sft_reward']:.3f}", f"{r['grpo_reward']:.3f}", f"{r['grpo']:.3f}",
+                  ", ".join(str(i + 1) for i, x in enumerate(results) if x["grpo_lr"] == r["grpo_lr"]),
+                  "**chosen**" if r is best_grpo else ""] for r in grpo.values()]
+    repeats = {lr: sorted({round(x["grpo_reward"], 4) for x in results if x["grpo_lr"] == lr}) for lr in grpo}
+    n_rows = cfg.eval_limit or "all"
+    body = [f"Notebook 07 run once per candidate with `SCORE_SPLIT = \"validation\"` (the first {n_rows} validation "
+            f"tickets; no test row read), each continuing the same SFT adapter; profile `{cfg.name}`; "
+            f"{(time.time() - started) / 60:.1f} min in all. Rules stated before the runs: DPO by validation field "
+            f"accuracy, GRPO by validation json_reward (ties: the lower learning rate).", "",
+            "DPO candidates:", "",
+            *table(["pairs' chosen side", "DPO_LR", "pairs", "SFT field acc.", "SFT + DPO field acc.", "gain",
+                    "SFT + DPO json_reward", ""], rows_dpo), "",
+            "GRPO candidates:", "",
+            *table(["GRPO_LR", "SFT json_reward", "SFT + GRPO json_reward", "SFT + GRPO field acc.", "runs", ""],
+                   rows_grpo), "",
+            f"Chosen: `PAIR_CHOSEN = \"{best_dpo['chosen']}\"`, `DPO_LR = {best_dpo['dpo_lr']:g}`, "
+            f"`GRPO_LR = {best_grpo['grpo_lr']:g}`. GRPO rewards of repeated candidates: "
+            + "; ".join(f"{lr:g}: {', '.join(map(str, v))}" for lr, v in repeats.items())
+            + f". Majority answer's field accuracy on these tickets: {results[0]['majority']:.3f}."]
+    print("\n".join(body))
+    section = f"choose_07_{cfg.name.replace('-', '_')}"
+    write_section(section, f"07's recipe chosen on validation, profile {cfg.name} (`bench/choose_07.py`)", body,
+                  command_line(argv, "choose_07.py"))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
