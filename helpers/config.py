@@ -306,10 +306,15 @@ def artifacts_root() -> Path:
     return Path(override).expanduser() if override else ARTIFACTS_DIR
 
 
-def artifacts_dir(profile: Profile | str, *parts: str) -> Path:
-    """A git-ignored folder under ``artifacts/<profile>/`` where notebooks hand results to later notebooks."""
+def artifacts_dir(profile: Profile | str, *parts: str, local: bool = False) -> Path:
+    """A git-ignored folder under ``artifacts/<profile>/`` where notebooks hand results to later notebooks.
+
+    ``local=True``: under this machine's ``artifacts/`` even when ``$COURSE_ARTIFACTS`` points at Google Drive — for
+    outputs too big for a free Drive (06's merged 16-bit model is 3.1 GB on ``t4`` and ~15 GB on the 7B profiles, the
+    whole free quota), which the next notebook does not need.
+    """
     name = profile.name if isinstance(profile, Profile) else str(profile)
-    path = artifacts_root().joinpath(name, *parts)
+    path = (ARTIFACTS_DIR if local else artifacts_root()).joinpath(name, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from helpers.config import PROFILES, Profile
+from helpers.models import free_memory
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from peft import PeftModel
@@ -195,6 +196,8 @@ def merge_to_16bit(cfg_or_base_path: Profile | str | Path, adapter_dir: str | Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    del base, merged
+    free_memory()  # the full-precision copy goes now, not at some later garbage collection
     return out_dir
 
 
@@ -345,7 +348,6 @@ def verify_merge(cfg_or_base_path: Profile | str | Path, adapter_dir: str | Path
     Both models run with the adapter's tokenizer, so the first two checks compare weights only. The reference is
     computed first and freed before the merged model loads (peak memory: one model).
     """
-    import gc
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -365,7 +367,7 @@ def verify_merge(cfg_or_base_path: Profile | str | Path, adapter_dir: str | Path
     base_generation = reference.generation_config.to_diff_dict()
     ref_logits, ref_tokens = _behaviour(reference, tokenizer, conversations, max_new_tokens)
     del reference
-    gc.collect()
+    free_memory()  # one model at a time: the reference goes before the merged copy loads
 
     import torch
 
@@ -374,7 +376,7 @@ def verify_merge(cfg_or_base_path: Profile | str | Path, adapter_dir: str | Path
         merged = merged.to("cuda")
     new_logits, new_tokens = _behaviour(merged, tokenizer, conversations, max_new_tokens, answers=ref_tokens)
     del merged
-    gc.collect()
+    free_memory()
 
     report = VerifyReport()
     scale = max(float(logits.abs().max()) for _, logits in ref_logits)

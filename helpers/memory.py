@@ -651,6 +651,51 @@ def available_gib(device: str) -> tuple[str, float]:
     return "CPU RAM (available)", psutil.virtual_memory().available / GIB
 
 
+def free_gib(device: str) -> tuple[str, float]:
+    """Memory free for one more model now: the GPU's free memory (other processes and this one's models counted), or
+    the machine's available RAM on a CPU."""
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            free, _total = torch.cuda.mem_get_info()
+            return f"{torch.cuda.get_device_properties(0).name} (free now)", free / GIB
+    import psutil  # a dependency of accelerate
+
+    return "CPU RAM (available)", psutil.virtual_memory().available / GIB
+
+
+def weights_gib(shape: ModelShape, dtype: str, quantized: bool = False) -> float:
+    """The weights of a loaded model in GiB: every parameter in ``dtype``, or the linear layers in 4-bit NF4."""
+    linears, other = shape.num_layers * shape.block_linear_params(), shape.other_params()
+    bits = linears * NF4_DQ_BITS / 8 + other * DTYPE_BYTES[dtype] if quantized else (linears + other) * DTYPE_BYTES[dtype]
+    return bits / GIB
+
+
+def load_preflight(cfg: Any, model: Any = None, quantized: bool = False, log: Any = print) -> float | None:
+    """Before loading a model: say what its weights take and what is free; raise :class:`MemoryPreflightError` when
+    it cannot fit, instead of an out-of-memory error halfway through the load. Taught in 06_export.
+
+    ``models.load_model`` calls it before every full-precision load (a 16-bit 7B model is ~14 GiB: two at once do not
+    fit a 24 GB card). Returns the weights' GiB, or None when the model's config cannot be read (nothing is checked).
+    """
+    try:
+        shape = resolve_shape(model if model is not None else cfg.model_id)
+    except MemoryEstimateError:
+        return None
+    dtype = cfg.torch_dtype
+    need = weights_gib(shape, dtype, quantized)
+    where, free = free_gib(cfg.device)
+    log(f"loading {Path(str(shape.name)).name} ({'4-bit NF4' if quantized else dtype}): ~{need:.2f} GiB of weights, "
+        f"{free:.1f} GiB free on {where}")
+    if need > free * HEADROOM:
+        raise MemoryPreflightError(
+            f"{shape.name} in {'4-bit' if quantized else dtype} needs ~{need:.1f} GiB for its weights alone and "
+            f"{free:.1f} GiB is free on {where}: free the models you are done with first (`del model`, then "
+            f"`models.free_memory()`), or restart the runtime and run from this section")
+    return need
+
+
 def used_gib(device: str = "cpu") -> float:
     """Memory in use now: CUDA tensors on a GPU, else this process's resident set (RSS). Taught in 03."""
     if device == "cuda":

@@ -302,6 +302,10 @@ def load_model(
 
     model_id = model_id or cfg.model_id
     check_source(model_id)
+    if not quantized and not sharded_launch():  # a full-precision copy: say what it takes, refuse what cannot fit
+        from helpers.memory import load_preflight
+
+        load_preflight(cfg, model_id)
     # bitsandbytes logs a warning on CPU about an optional hub kernel it cannot fetch offline; the fp32 path needs none.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.torch_dtype)}
@@ -327,6 +331,27 @@ def load_model(
 
 
 FINITE_CHECK_TEXT = "Hi, my order ORD-123456 arrived broken. Please refund it as soon as possible, thanks!"
+
+
+def free_memory() -> dict[str, float | None]:
+    """Free the models nothing refers to any more, now: a full garbage collection, then CUDA's cache. Taught in 05.
+
+    A trained or loaded model is not freed by ``del``: accelerate and PEFT store bound methods of the model on the model
+    itself (its wrapped ``forward``, PEFT's ``base_model_prepare_inputs_for_generation``), a reference cycle that only
+    Python's full collection breaks, and that may come much later. Notebooks that load one model after another (05,
+    06, 07) call this when they move on; :func:`helpers.train.experiment` and ``train_adapter`` call it when they
+    return. Returns the GPU memory held by tensors before and after, in GiB (``None`` on a CPU).
+    """
+    import gc
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    before = torch.cuda.memory_allocated() / 2**30 if cuda else None
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return {"before_gib": before, "after_gib": torch.cuda.memory_allocated() / 2**30 if cuda else None}
 
 
 def check_finite_logits(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase | None" = None,

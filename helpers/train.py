@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from helpers.config import SEED, Profile, bf16_fallback
+from helpers.models import free_memory
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from datasets import Dataset
@@ -801,6 +802,8 @@ def train_adapter(
     configs = {"bnb": fitted.configs["bnb"], "lora": fitted.configs["peft"], "sft": fitted.configs["sft"]}
     write_manifest(output_dir, fitted.cfg, configs, data_files or [], fitted.validation, fitted.metrics,
                    fitted.seconds, seed)
+    del fitted, configs
+    free_memory()  # the trained model is unreachable now, but held by reference cycles until a full collection
     return output_dir
 
 
@@ -844,6 +847,8 @@ def quick_run(cfg: Profile, method: str, steps: int, train_rows: Sequence[dict[s
         eval_loss = trainer.evaluate()["eval_loss"]
     est = memory.estimate(memory.resolve_shape(model.config), memory.setup_from_profile(cfg, method))
     counts = trainable_parameters(trainer.model)
+    del trainer, model
+    free_memory()  # 03 compares three methods in a row
     return {"method": method, "trainable_params": counts["trainable"], "trainable_%": round(counts["percent"], 2),
             "weights_mb (measured)": round(weights_mb, 1), "est_peak_gib": round(est.total_gib, 3),
             "train_s": round(seconds, 1), "eval_loss": round(eval_loss, 4)}
@@ -970,6 +975,8 @@ def experiment(
                    extra={"run": run_record})
     scored = f", field accuracy {row['field_accuracy']:.3f} on {len(score_rows)} rows" if score_rows else ""
     print(f"run {name!r}: {row['steps']} steps in {row['train_s']:.0f} s, eval loss {row['eval_loss']}{scored}")
+    del fitted, model, args
+    free_memory()  # a notebook runs a dozen of these: each model goes before the next one loads
     return Run(row, outputs, run_dir, {"train": curves.train, "eval": curves.eval}, list(curves.alerts))
 
 

@@ -104,3 +104,14 @@ def test_one_bf16_rule_by_compute_capability():
     assert (fp16.torch_dtype, fp16.bnb_compute_dtype) == ("float16", "float16")
     assert config.bf16_fallback(a100, (8, 0)) is None and config.bf16_fallback(a100, None) is None
     assert config.bf16_fallback(config.PROFILES["t4"], (7, 5)) is None  # already fp16: nothing to switch
+
+
+def test_large_exports_stay_on_this_machine_when_artifacts_are_on_drive(tmp_path, monkeypatch):
+    """06's merged model (3 GB on t4, ~15 GB on 7B) would fill a free Google Drive: it stays local unless asked."""
+    monkeypatch.setenv(config.ARTIFACTS_ENV_VAR, str(tmp_path / "drive"))
+    assert config.artifacts_dir("t4", "adapter") == tmp_path / "drive" / "t4" / "adapter"
+    local = config.artifacts_dir("t4", "merged", local=True)
+    assert local == config.ARTIFACTS_DIR / "t4" / "merged" and local.is_dir()
+    local.rmdir()
+    if not any(local.parent.iterdir()):
+        local.parent.rmdir()

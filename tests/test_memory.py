@@ -194,3 +194,17 @@ def test_per_device_shares_what_each_strategy_shards():
     assert memory.per_device(est, 1, "fsdp")["total"] == whole["total"]  # one GPU: nothing to shard
     with pytest.raises(MemoryEstimateError, match="strategy 'zero4'"):
         memory.per_device(est, 2, "zero4")
+
+
+def test_a_full_precision_load_says_what_it_takes_and_refuses_what_cannot_fit(monkeypatch, capsys):
+    """06 loads 16-bit copies: two of a 7B model do not fit a 24 GB card; the load is refused before it starts."""
+    from helpers import config, models
+
+    cfg = config.get_profile("cpu-tiny")
+    need = memory.load_preflight(cfg)
+    assert 0 < need < 0.1 and "GiB of weights" in capsys.readouterr().out  # the 4 M-parameter model in fp32
+    monkeypatch.setattr(memory, "free_gib", lambda device: ("NVIDIA L4 (free now)", need / 2))
+    with pytest.raises(memory.MemoryPreflightError, match="free the models you are done with first"):
+        models.load_model(cfg, quantized=False)
+    seven_b = memory.PRESETS["qwen2.5-7b"]
+    assert 14 < memory.weights_gib(seven_b, "bfloat16") < 15.5 and memory.weights_gib(seven_b, "bfloat16", True) < 6

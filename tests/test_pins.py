@@ -64,3 +64,21 @@ def test_makefile_installs_the_pinned_torch_first():
 
 def test_env_reads_the_same_pins():
     assert env.pinned_versions()["transformers"] == pins_in("\n".join(PINNED))["transformers"]
+
+
+def test_the_python_claim_is_what_the_pinned_libraries_require():
+    """transformers 5 and trl 1 require Python 3.11: the course must not claim 3.10 (an Ubuntu 22.04 GPU image's
+    Python), and make must say so before pip does (issue 26)."""
+    import re
+    from importlib.metadata import metadata
+
+    from helpers.config import REPO_ROOT
+
+    ours = re.search(r'requires-python = ">=(\d+)\.(\d+)"', (REPO_ROOT / "pyproject.toml").read_text()).groups()
+    for package in ("transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes"):
+        theirs = re.match(r">=\s*(\d+)\.(\d+)", metadata(package)["Requires-Python"] or ">=3.0").groups()
+        assert tuple(map(int, ours)) >= tuple(map(int, theirs)), f"{package} requires Python {'.'.join(theirs)}+"
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert f"sys.version_info >= ({ours[0]}, {ours[1]})" in makefile, "make checks the same Python version first"
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert f"Python {ours[0]}.{ours[1]}+" in readme and "3.10+" not in readme

@@ -266,3 +266,37 @@ def test_keep_4bit_trainable_restores_gradients_after_an_eval_pass(tiny_dir):
     with torch.no_grad():
         model(input_ids=ids)  # packing stays off: later evaluation passes cannot break training again
     assert same(fresh, grads())
+
+
+@pytest.mark.parametrize("entry", ["experiment", "train_adapter"])
+def test_a_finished_run_frees_its_model_without_waiting_for_the_garbage_collector(tmp_path, monkeypatch, entry):
+    """Accelerate and PEFT keep bound methods of the model on the model (a reference cycle): without an explicit full
+    collection each run's model outlived it, and 05's dozen runs stacked up on a GPU (issue 26)."""
+    import gc
+    import weakref
+
+    from helpers import data, models
+
+    loaded = []
+    real_load = models.load_model
+
+    def watched(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        loaded.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(models, "load_model", watched)
+    cfg = config.get_profile("cpu-tiny")
+    rows, held_out = data.load_split("train")[:8], data.load_split("validation")[:4]
+    gc.disable()  # as on a busy kernel where no automatic full collection happens to run in between
+    try:
+        if entry == "experiment":
+            run = train.experiment(cfg, "freed", tmp_path, rows, held_out, max_steps=1, eval_steps=1,
+                                   save_adapter=False)
+            assert run.row["steps"] == 1
+            del run
+        else:
+            train.train_adapter(cfg, tmp_path / "adapter", rows, held_out, max_steps=1, eval_steps=1)
+        assert loaded and all(ref() is None for ref in loaded), "the run's model is still alive after it returned"
+    finally:
+        gc.enable()
