@@ -674,7 +674,7 @@ def weights_gib(shape: ModelShape, dtype: str, quantized: bool = False) -> float
 
 def load_preflight(cfg: Any, model: Any = None, quantized: bool = False, log: Any = print) -> float | None:
     """Before loading a model: say what its weights take and what is free; raise :class:`MemoryPreflightError` when
-    it cannot fit, instead of an out-of-memory error halfway through the load. Taught in 06_export.
+    it cannot fit, instead of an out-of-memory error halfway through the load (06_export prints its lines).
 
     ``models.load_model`` calls it before every full-precision load (a 16-bit 7B model is ~14 GiB: two at once do not
     fit a 24 GB card). Returns the weights' GiB, or None when the model's config cannot be read (nothing is checked).

@@ -105,6 +105,31 @@ def test_an_unknown_unmarked_template_is_reported_not_crashed_on(stand_ins, caps
                                                               {"role": "assistant", "content": "b"}]}], 64)
 
 
+def test_a_qwen_template_that_drifted_from_trls_copy_gets_the_courses_marked_copy(stand_ins, capsys):
+    """If the hub's Qwen2.5 template changes (a new default system prompt, a whitespace fix), TRL no longer recognises
+    it and has no training copy: the course marks the template itself, checks identical rendering, and 03's mask still
+    covers exactly the answer and <|im_end|> (issue 26)."""
+    import trl
+
+    tokenizer = models.load_tokenizer(next(iter(stand_ins.values())), log=lambda _m: None)
+    hub = (Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja").read_text()
+    drifted = hub.replace("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+                          "You are Qwen, created by Alibaba Cloud. You are a helpful, honest assistant.")
+    assert drifted != hub
+    tokenizer.chat_template = drifted
+    assert models.use_training_template(tokenizer) is True
+    assert "the course's marked copy" in capsys.readouterr().out
+    assert models.has_generation_markers(tokenizer.chat_template)
+    assert models.rendering_differences(tokenizer, drifted, tokenizer.chat_template) == []
+    answer = '{"category": "shipping", "order_id": "ORD-123456"}'
+    row = {"messages": [{"role": "system", "content": "Reply in JSON."},
+                        {"role": "user", "content": "Where is ORD-123456?"}, {"role": "assistant", "content": answer}]}
+    encoded = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+    trained = tokenizer.decode([t for t, keep in zip(encoded["input_ids"], encoded["assistant_masks"]) if keep])
+    assert trained == answer + "<|im_end|>"
+
+
 # ---------------------------------------------------------------------------------------------------- decoding
 
 
