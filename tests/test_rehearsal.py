@@ -287,14 +287,19 @@ def test_the_gpu_check_script_runs_end_to_end_on_cpu_stand_ins(tmp_path):
 
     out = tmp_path / "results.md"
     run = subprocess.run([sys.executable, str(config.REPO_ROOT / "bench" / "gpu_check.py"), "--cpu-rehearsal",
-                          "--profiles", "t4", "--steps", "2", "--out", str(out)], capture_output=True, text=True,
+                          "--profiles", "t4", "--steps", "2", "--real-steps", "2", "--out", str(out)],
+                         capture_output=True, text=True,
                          timeout=1200, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(next(line[len("RESULT "):] for line in run.stdout.splitlines() if line.startswith("RESULT ")))
     assert result["profile"] == "t4" and result["finite_losses"] and result["s_per_step"] > 0
     assert result["peak_gib"] is None, "no GPU, no measured GPU peak"
+    # the course's rows as they are (about 175 stand-in tokens, none cut at the rehearsal's 256) beside the filled ones
+    assert result["real_s_per_step"] > 0 and 120 < result["real_row_tokens_mean"] < result["seq_len"] == 256
+    assert result["real_row_tokens_max"] < 256 and result["real_steps_timed"] == 2
     text = out.read_text()
-    assert "CPU (rehearsal)" in text and "| t4 | Qwen/Qwen2.5-1.5B-Instruct |" in text
+    assert "CPU (rehearsal)" in text and "| t4 | Qwen/Qwen2.5-1.5B-Instruct |" in text and "s/step (real)" in text
+    assert "libraries: torch" in run.stdout and "warning:" not in run.stdout  # the carried packages' needs are met
 
 
 PREFIX_QWEN2 = pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
