@@ -245,7 +245,9 @@ def test_build_tiny_checks_its_output_before_pretraining(tmp_path, capsys):
     (tmp_path / "notes" / "todo.txt").write_text("keep me")
     assert models.main(["build-tiny", "--out", str(tmp_path / "notes")]) == 2
     assert "not a tiny model" in capsys.readouterr().err
-    assert models.main(["build-tiny", "--out", str(tmp_path / "new"), "--steps", "0"]) == 2
+    with pytest.raises(SystemExit) as stopped:  # --steps is checked by the parser (second probe)
+        models.main(["build-tiny", "--out", str(tmp_path / "new"), "--steps", "0"])
+    assert stopped.value.code == 2 and not (tmp_path / "new").exists()
 
 
 # ------------------------------------------------------------------------------------ the course runner
