@@ -50,6 +50,11 @@ def path_arg(text: str) -> Path:
     config), and an empty string refused instead of meaning the current folder."""
     import argparse
 
+    from helpers.config import expand_user
+
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path: name a file or folder")
-    return Path(text).expanduser()
+    try:
+        return expand_user(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

@@ -319,6 +319,17 @@ def artifacts_dir(profile: Profile | str, *parts: str, local: bool = False) -> P
     return path
 
 
+def expand_user(path: str | Path) -> Path:
+    """``path`` with a leading ``~`` or ``~name`` expanded, as a shell would; a ``~name`` of no user on this machine is
+    a one-line ``ValueError`` (``Path.expanduser`` raises a bare RuntimeError for it)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        user = str(path).split(os.sep, 1)[0]
+        raise ValueError(f"{path}: {user} names no user on this machine: write ~/... for your home folder, or the "
+                         f"path in full") from None
+
+
 def unwritable(path: str | Path, folder: bool = False) -> str | None:
     """Why ``path`` cannot be written (None when it can), found before anything is written; one line for an error.
 
@@ -331,7 +342,12 @@ def unwritable(path: str | Path, folder: bool = False) -> str | None:
 
     if str(path).strip() == "":
         return "the path is empty"
-    path = Path(path).expanduser()
+    if "\0" in str(path):
+        return f"{str(path)!r} holds a NUL byte (\\0), which no file name can: remove it"
+    try:
+        path = expand_user(path)
+    except ValueError as err:
+        return str(err)
     try:
         if path.is_symlink() and not path.exists():
             return f"{path} is a symlink that leads nowhere or loops"

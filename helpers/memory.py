@@ -288,11 +288,19 @@ def resolve_shape(model: str | Path | Any) -> ModelShape:
         return model
     if not isinstance(model, (str, Path)):
         return shape_from_config(getattr(model, "config", model))
+    from helpers.config import expand_user
+
     text = str(model)
+    if not text.strip():
+        raise MemoryEstimateError(f"an empty model name: pass a preset ({', '.join(PRESETS)}), a model folder or a "
+                                  f"config.json")
     key = ALIASES.get(text.lower(), text.lower())
     if key in PRESETS:
         return PRESETS[key]
-    path = Path(text).expanduser()
+    try:
+        path = expand_user(text)
+    except ValueError as err:
+        raise MemoryEstimateError(str(err)) from None
     if path.is_dir():
         path = path / "config.json"
     if path.is_file():
@@ -328,7 +336,11 @@ def _shape_from_hub(model_id: str) -> ModelShape:
     """A hub id: the cached config.json, else a download when online, else a clear error."""
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(model_id, "config.json")
+    try:
+        cached = try_to_load_from_cache(model_id, "config.json")
+    except ValueError:  # huggingface_hub's HFValidationError: ' ', 'a b', '-x' cannot be hub ids
+        raise MemoryEstimateError(f"{model_id!r} is not a preset, a local path or a hub id (owner/name): use a preset "
+                                  f"({', '.join(PRESETS)}) or a model folder / config.json path") from None
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
     if not isinstance(cached, str) and not offline:
         try:

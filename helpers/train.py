@@ -1326,6 +1326,11 @@ PROFILE_KEYS = ("max_steps", "per_device_batch_size", "gradient_accumulation_ste
 DEFAULTS_KEYS = ("lora_dropout", "eval_steps", "logging_steps")
 POSITIVE_KEYS = ("max_steps", "per_device_batch_size", "gradient_accumulation_steps", "max_seq_length", "lora_r",
                  "lora_alpha", "eval_steps", "logging_steps")
+# Far above any run this course makes, far below what overflows torch, tokenizers (64-bit) or a day of training.
+MAX_VALUES = {"max_steps": 10**7, "per_device_batch_size": 65536, "gradient_accumulation_steps": 65536,
+              "max_seq_length": 1048576, "lora_r": 4096, "lora_alpha": 65536, "eval_steps": 10**7,
+              "logging_steps": 10**7}
+PATH_KEYS = ("output_dir", "train_file", "validation_file", "test_file")
 
 
 class ScriptConfigError(TrainingSetupError):
@@ -1397,8 +1402,13 @@ def load_run_config(path: str | Path) -> ScriptConfig:
 
     from helpers.config import PROFILES
 
-    path = Path(path).expanduser()
+    from helpers.config import expand_user
+
     fix = "pass one of configs/<profile>.yaml, e.g. --config configs/cpu-tiny.yaml"
+    try:
+        path = expand_user(path)
+    except ValueError as err:
+        raise ScriptConfigError(f"{err}: {fix}") from None
     if not path.is_file():
         known = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         hint = f" (files there: {', '.join(known)})" if known else ""
@@ -1451,6 +1461,17 @@ def load_run_config(path: str | Path) -> ScriptConfig:
         if key in POSITIVE_KEYS and value <= 0 or key.endswith("_limit") and value < 0:
             bound = "> 0" if key in POSITIVE_KEYS else ">= 0"
             raise ScriptConfigError(f"{where}: {key} = {value} must be {bound}: {key} is the {meaning}")
+        if key in MAX_VALUES and value > MAX_VALUES[key]:
+            raise ScriptConfigError(f"{where}: {key} = {value} is over {MAX_VALUES[key]}: {key} is the {meaning}")
+        if key in PATH_KEYS:
+            if not value.strip() or "\0" in value:
+                what = "blank" if not value.strip() else "not a path (it holds a NUL byte)"
+                raise ScriptConfigError(f"{where}: {key} = {value!r} is {what}: name a path, or remove the line for "
+                                        f"the default")
+            try:
+                expand_user(value)
+            except ValueError as err:
+                raise ScriptConfigError(f"{where}: {key} = {err}") from None
         problem = _value_problem(key, value)
         if problem:
             raise ScriptConfigError(f"{where}: {key} = {value!r} {problem}")
@@ -1475,7 +1496,10 @@ def load_run_config(path: str | Path) -> ScriptConfig:
         raise ScriptConfigError(f"{where} {problem}")
     for key, split in (("train_file", "train"), ("validation_file", "validation"), ("test_file", "test")):
         if key in values and not script.file(key, split).is_file():
-            what = "a folder, not a file" if script.file(key, split).is_dir() else "not found"
+            target = script.file(key, split)
+            what = ("a folder, not a file" if target.is_dir() else "not a regular file (a pipe or a device)"
+                    if target.exists() else "a symlink that leads nowhere or loops" if target.is_symlink()
+                    else "not found")
             raise ScriptConfigError(f"{path}:{lines[key][0]}: {key} = {values[key]!r}: {script.file(key, split)} is "
                                     f"{what}: give a chat JSONL file (relative paths start at the repository root)")
     return script
@@ -1883,6 +1907,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m helpers.train --config configs/cpu-tiny.yaml [--resume]``: the pipeline as a script."""
     import argparse
 
+    from helpers.cli import path_arg
     from helpers.config import ProfileError
     from helpers.memory import MemoryPreflightError
     from helpers.models import ModelLoadError
@@ -1892,7 +1917,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Notebooks 03-04's pipeline as a script: data -> QLoRA training -> adapter, manifest and test "
                     "scores. Also runs under `accelerate launch` (08_scale_out).",
         epilog="config keys: " + "; ".join(f"{k}: {meaning}" for k, (_t, meaning) in SCRIPT_KEYS.items()))
-    parser.add_argument("--config", required=True, type=Path, help="a run config, e.g. configs/cpu-tiny.yaml")
+    parser.add_argument("--config", required=True, type=path_arg, help="a run config, e.g. configs/cpu-tiny.yaml")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in <output_dir>/checkpoints")
     args = parser.parse_args(argv)

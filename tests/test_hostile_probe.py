@@ -325,3 +325,136 @@ def test_no_command_answers_a_hostile_path_with_the_bug_line(tmp_path, loop):
         out = done.stdout + done.stderr
         assert done.returncode in (1, 2), (args, out)
         assert "Traceback" not in out and "unexpected" not in out, (args, out)
+
+
+# ------------------------------------------------------------------------------------------------- third probe
+
+
+def test_a_tilde_of_no_user_is_one_line_everywhere(tmp_path, run):
+    """``~nobody-here/x``: Path.expanduser raises a bare RuntimeError, which was the bug line in every command."""
+    code, out = run(data_main, "validate", "~course-no-such-user/x.jsonl")
+    assert code == 2 and "names no user on this machine" in out and "unexpected" not in out
+    assert "names no user" in config.unwritable("~course-no-such-user/x")
+    with pytest.raises(memory.MemoryEstimateError, match="names no user"):
+        memory.resolve_shape("~course-no-such-user/config.json")
+    config_path = tmp_path / "run.yaml"
+    for key in ("output_dir", "train_file"):
+        config_path.write_text(f"profile: cpu-tiny\n{key}: ~course-no-such-user/x\n")
+        with pytest.raises(train.ScriptConfigError, match=f"run.yaml:2: {key} = .*names no user"):
+            train.load_run_config(config_path)
+
+
+def test_a_nul_byte_or_blank_path_in_a_run_config_is_refused(tmp_path):
+    assert "NUL byte" in config.unwritable("a\0b")
+    config_path = tmp_path / "run.yaml"
+    for line, words in (('output_dir: "runs/a\\0b"', "holds a NUL byte"), ("output_dir: ' '", "is blank"),
+                        ("train_file: ''", "is blank"), ("test_file: ' '", "is blank")):
+        config_path.write_text(f"profile: cpu-tiny\n{line}\n")
+        with pytest.raises(train.ScriptConfigError, match=f"run.yaml:2: .*{words}"):
+            train.load_run_config(config_path)
+
+
+@pytest.mark.parametrize("key", ["max_steps", "per_device_batch_size", "gradient_accumulation_steps",
+                                 "max_seq_length", "lora_r", "lora_alpha", "eval_steps", "logging_steps"])
+def test_run_config_numbers_too_large_for_any_run_are_refused(tmp_path, key):
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(f"profile: cpu-tiny\n{key}: {10**30}\n")
+    with pytest.raises(train.ScriptConfigError, match=f"run.yaml:2: {key} = {10**30} is over"):
+        train.load_run_config(config_path)
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_a_data_file_that_is_a_device_or_a_loop_is_named_not_missing(tmp_path, loop):
+    config_path = tmp_path / "run.yaml"
+    for target, words in (("/dev/null", "not a regular file"), (str(loop), "leads nowhere or loops")):
+        config_path.write_text(f"profile: cpu-tiny\ntrain_file: {target}\n")
+        with pytest.raises(train.ScriptConfigError, match=words):
+            train.load_run_config(config_path)
+
+
+def test_train_refuses_an_empty_config_path(run):
+    code, out = run(train.main, "--config", "")
+    assert code == 2 and "an empty path" in out
+
+
+@pytest.mark.parametrize("model, words", [("", "an empty model name"), (" ", "an empty model name"),
+                                          ("a b", "is not a preset, a local path or a hub id")])
+def test_memory_names_an_empty_or_impossible_model(monkeypatch, run, model, words):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out = run(memory.main, "--model", model)
+    assert code == 2 and words in out and "unexpected" not in out
+
+
+@pytest.mark.parametrize("args", [["validate", "{rows}", "--tokenizer", ""],
+                                  ["convert", "{rows}", "--out", "{tmp}/o.jsonl", "--to", "text", "--tokenizer", " "]])
+def test_an_empty_tokenizer_is_refused_not_ignored(tmp_path, run, args):
+    rows = rows_file(tmp_path, CHAT)
+    code, out = run(data_main, *(a.format(rows=rows, tmp=tmp_path) for a in args))
+    assert code == 2 and "an empty tokenizer" in out and not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_nothing_writes_into_is_refused_not_waited_on_forever(tmp_path, monkeypatch, run):
+    from helpers.data import validation
+
+    monkeypatch.setattr(validation, "FIFO_WAIT_S", 0.2)
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)
+    code, out = run(data_main, "validate", str(fifo))
+    assert code == 2 and "a named pipe that nothing wrote into" in out
+    csv_fifo = tmp_path / "rows.csv"
+    os.mkfifo(csv_fifo)
+    code, out = run(data_main, "convert", str(csv_fifo), "--out", str(tmp_path / "o.jsonl"))
+    assert code == 2 and "a named pipe that nothing wrote into" in out and not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_nothing_reads_from_is_refused_and_a_read_one_is_written(tmp_path, monkeypatch, run):
+    import threading
+
+    from helpers.data import validation
+
+    monkeypatch.setattr(validation, "FIFO_WAIT_S", 0.2)
+    rows = rows_file(tmp_path, CHAT)
+    fifo = tmp_path / "out.jsonl"
+    os.mkfifo(fifo)
+    code, out = run(data_main, "convert", str(rows), "--out", str(fifo))
+    assert code == 2 and "a named pipe that nothing read from for 0.2 s" in out
+    code, out = run(data_main, "clean", str(rows), "--out", str(fifo), "--rejects", str(tmp_path / "r.jsonl"))
+    assert code == 2 and f"{fifo}: cannot write the outputs (a named pipe that nothing read from" in out
+    received = []
+    ready = threading.Event()
+
+    def read_all():
+        import select
+
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the reader's end is open before the command runs
+        ready.set()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(5000)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            received.append(f.read().decode("utf-8"))
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    assert ready.wait(5)
+    code, out = run(data_main, "convert", str(rows), "--out", str(fifo))
+    reader.join(5)
+    assert code == 0 and received and json.loads(received[0].splitlines()[0]) == CHAT
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda kb: (kb / "questions.jsonl").write_bytes(b"\xff\xfe\x00garbage"), "questions.jsonl: not UTF-8 text"),
+    (lambda kb: next(iter(sorted((kb / "policies").glob("*.md")))).write_bytes(b"\xc4\x00"), ".md: not UTF-8 text"),
+    (lambda kb: (kb / "questions.jsonl").write_text("\n\n"), "holds no questions"),
+])
+def test_kb_check_names_a_damaged_file_and_refuses_no_questions(tmp_path, run, damage, words):
+    import shutil
+
+    kb = tmp_path / "kb"
+    shutil.copytree(config.KB_DIR, kb)
+    damage(kb)
+    code, out = run(kb_build.main, "check", "--out", str(kb))
+    assert code == 2 and words in out and "rebuild" in out and "codec" not in out

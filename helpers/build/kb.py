@@ -435,6 +435,8 @@ def build_questions(facts: dict[str, Any], seed: int = KB_SEED) -> list[Question
 
 def check_kb(sections: list[Section], questions: list[Question]) -> None:
     """Raise if a question points at a missing section or its gold answer is not in the gold passage."""
+    if not questions:
+        raise ValueError("questions.jsonl holds no questions: rebuild with `python -m helpers.data.kb build`")
     by_id = {s.id: s for s in sections}
     for q in questions:
         for pid in q.passage_ids:

@@ -24,8 +24,11 @@ def _load_tokenizer(path: str) -> Any:
     """
     from transformers import AutoTokenizer
 
+    from helpers.config import expand_user
+
     try:
-        return AutoTokenizer.from_pretrained(str(Path(path).expanduser()) if Path(path).expanduser().exists() else path)
+        local = expand_user(path)
+        return AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
     except Exception as err:  # noqa: BLE001 - transformers raises many kinds here; all mean "not a tokenizer"
         reason = str(err).splitlines()[0] if str(err) else repr(err)
         raise TokenizerLoadError(f"{path}: tokenizer_unusable: cannot load a tokenizer ({reason[:160]}): pass a folder "
@@ -72,8 +75,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
         print(err)
         return 2
     except OSError as err:  # a full disk, a device that refuses writes: nothing was replaced
-        print(f"error: cannot write the outputs ({err.strerror or err}): no file was changed; free space or choose "
-              f"other paths")
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}cannot write the outputs ({err.strerror or err}): no file was changed; free space or "
+              f"choose other paths")
         return 2
     s = result.stats
     print(f"rows in: {s['rows_in']}, invalid: {s['invalid_in']}, kept: {s['kept']}, rejected: {s['rejected']}")
@@ -125,8 +129,9 @@ def cmd_split(args: argparse.Namespace) -> int:
     try:
         write_files({outputs[f"--out-dir {name}.jsonl"]: jsonl_writer(split) for name, split in splits.items()})
     except OSError as err:
-        print(f"error: cannot write the splits ({err.strerror or err}): no file was changed; free space or choose "
-              f"another --out-dir")
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}cannot write the splits ({err.strerror or err}): no file was changed; free space or "
+              f"choose another --out-dir")
         return 2
     leakage = check_leakage(splits, cfg.near_threshold)
     print(", ".join(f"{k}: {len(v)}" for k, v in splits.items()) + f"; {leakage.summary()}")
@@ -202,6 +207,14 @@ def cmd_pii_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tokenizer_arg(text: str) -> str:
+    """An argparse type for ``--tokenizer``: a folder or a hub id, never an empty string (which meant "none")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty tokenizer: name a folder with tokenizer files (e.g. data/tiny-llama) "
+                                         "or a cached hub id, or leave the option out")
+    return text
+
+
 def _fraction(text: str) -> float:
     """An argparse type: a similarity in (0, 1]."""
     try:
@@ -234,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", type=path_arg, default=TICKETS_DIR)
     v = sub.add_parser("validate", help="check a chat JSONL file; exit 0 valid, 1 invalid rows, 2 unreadable")
     v.add_argument("path", type=path_arg)
-    v.add_argument("--tokenizer", help="tokenizer path or hub id: token counts and assistant-label coverage")
+    v.add_argument("--tokenizer", type=_tokenizer_arg, help="tokenizer path or hub id: token counts and assistant-label coverage")
     v.add_argument("--max-tokens", type=_at_least(1), help="flag rows over this many tokens (needs --tokenizer)")
     v.add_argument("--openai", action="store_true", help="OpenAI fine-tuning format (stricter keys and roles)")
     c = sub.add_parser("clean", help="normalise, scrub PII, filter, deduplicate; every removed row goes to --rejects")
@@ -254,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("path", type=path_arg)
     k.add_argument("--out", required=True, type=path_arg)
     k.add_argument("--to", choices=("messages", "prompt_completion", "text", "openai", "csv"), default="messages")
-    k.add_argument("--tokenizer", help="needed for --to text (the chat template renders rows)")
+    k.add_argument("--tokenizer", type=_tokenizer_arg, help="needed for --to text (the chat template renders rows)")
     k.add_argument("--system", help="system prompt to add when converting prompt/completion rows")
     q = sub.add_parser("pii-scores", help="precision and recall of PII scrubbing per kind on a hand-labelled set")
     q.add_argument("--set", type=path_arg, default=None, help="labelled JSONL (default: data/pii/labelled.jsonl)")

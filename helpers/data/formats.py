@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import io
 import json
 import os
@@ -127,15 +128,18 @@ def write_files(writers: dict[Path, Callable[[TextIO], None]], newline: str = "\
     umask = os.umask(0)
     os.umask(umask)
     staged: list[tuple[Path, Path]] = []
-    direct: list[tuple[Path, Callable[[TextIO], None]]] = []
+    direct: list[tuple[Path, Callable[[TextIO], None], int | None]] = []
     try:
         for path, write in writers.items():
             try:
-                special = not stat.S_ISREG(os.stat(path).st_mode)
+                mode = os.stat(path).st_mode
             except FileNotFoundError:
-                special = False
-            if special:  # /dev/stdout, a pipe: written in place, never replaced by a file
-                direct.append((Path(path), write))
+                mode = stat.S_IFREG
+            fd = None
+            if stat.S_ISFIFO(mode):  # open() would wait forever for a reader that may never come
+                fd = _open_fifo_for_writing(path)
+            if not stat.S_ISREG(mode):  # /dev/stdout, a pipe: written in place, never replaced by a file
+                direct.append((Path(path), write, fd))
                 continue
             path = Path(os.path.realpath(path))  # write through a symlink, as open() would
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,15 +148,45 @@ def write_files(writers: dict[Path, Callable[[TextIO], None]], newline: str = "\
             os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
             with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
                 write(f)
-        for path, write in direct:
-            with open(path, "w", encoding="utf-8", newline=newline) as f:
+        for path, write, fd in direct:
+            with (open(path, "w", encoding="utf-8", newline=newline) if fd is None else
+                  os.fdopen(fd, "w", encoding="utf-8", newline=newline)) as f:
+                fd = None
                 write(f)
         for tmp, path in staged:
             os.replace(tmp, path)
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+        for _, _, fd in direct:
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         raise
+
+
+def _open_fifo_for_writing(path: str | Path) -> int:
+    """A named pipe's write end, once a reader has opened it (waiting up to ``FIFO_WAIT_S``), else a one-line OSError."""
+    import time
+
+    from helpers.data.validation import FIFO_WAIT_S
+
+    deadline = time.monotonic() + FIFO_WAIT_S
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO:
+                raise
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            raise OSError(errno.ENXIO, f"a named pipe that nothing read from for {FIFO_WAIT_S:g} s: start its reader "
+                                       f"first (cat PIPE &) or write to a regular file", str(path)) from None
+        os.set_blocking(fd, True)
+        return fd
 
 
 def jsonl_writer(rows: Iterable[dict[str, Any]]) -> Callable[[TextIO], None]:

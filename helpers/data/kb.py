@@ -43,6 +43,15 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def _read_text(path: Path) -> str:
+    """A knowledge-base file as text; bytes that are not UTF-8 are a ``ValueError`` naming the file and the fix."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start + 1}): the file is damaged; rebuild with "
+                         f"`python -m helpers.data.kb build`") from None
+
+
 def load_sections(kb_dir: Path = KB_DIR) -> list[Section]:
     """Read the markdown documents back into ``##`` sections, ids as in questions.jsonl. Taught in 01_decide."""
     files = sorted(kb_dir.rglob("*.md"))
@@ -51,7 +60,7 @@ def load_sections(kb_dir: Path = KB_DIR) -> list[Section]:
     sections: list[Section] = []
     for path in files:
         doc_id = path.relative_to(kb_dir).with_suffix("").as_posix()
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
         title_match = re.search(r"^# (.+)$", text, flags=re.M)
         title = title_match.group(1).strip() if title_match else doc_id
         for block in re.split(r"^## ", text, flags=re.M)[1:]:
@@ -67,7 +76,7 @@ def load_questions(kb_dir: Path = KB_DIR) -> list[Question]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `python -m helpers.data.kb build`")
     out: list[Question] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:

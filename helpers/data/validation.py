@@ -85,6 +85,7 @@ WARNING_CODES: dict[str, str] = {
 UNREADABLE_CODES = ("file_missing", "is_directory", "unreadable", "empty_file", "too_large")
 MAX_LINE_BYTES = 2 * 2**20  # one row: ~500k tokens of English, more than any course model's context
 MAX_FILE_BYTES = 512 * 2**20  # one file: parsed rows take several times their bytes in memory; shard bigger sets
+FIFO_WAIT_S = 10.0  # a named pipe nothing writes into would block open() forever: wait this long for its writer
 
 TOP_KEYS = frozenset({"messages", "metadata", "tools"})
 MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "tool_calls", "tool_call_id"})
@@ -456,7 +457,16 @@ def _read(path: Path, report: ValidationReport, max_file_bytes: int = MAX_FILE_B
                 return data
             report.file_problems.append(too_large)
             return None
-        with path.open("rb") as f:  # a pipe or a device: read with a bound, it may never end
+        if stat.S_ISFIFO(info.st_mode):
+            f = _open_fifo(path)
+            if f is None:
+                report.file_problems.append(Problem(0, "unreadable", f"a named pipe that nothing wrote into for "
+                                                                     f"{FIFO_WAIT_S:g} s: start its writer first "
+                                                                     f"(COMMAND > PIPE &) or pass a regular file"))
+                return None
+        else:
+            f = path.open("rb")
+        with f:  # a pipe or a device: read with a bound, it may never end
             chunks, total = [], 0
             while total <= max_file_bytes:
                 chunk = f.read(min(1 << 20, max_file_bytes + 1 - total))
@@ -469,6 +479,29 @@ def _read(path: Path, report: ValidationReport, max_file_bytes: int = MAX_FILE_B
         reason = getattr(err, "strerror", None) or str(err)
         report.file_problems.append(Problem(0, "unreadable", f"cannot read the file ({reason})"))
     return None
+
+
+def _open_fifo(path: Path, wait_s: float | None = None):
+    """A named pipe opened for reading once something writes into it (or its writer closes), or None after ``wait_s``.
+
+    A plain ``open()`` blocks until a writer opens the pipe, forever if none does; a pipe from ``<(COMMAND)`` already
+    has its writer and returns at once.
+    """
+    import fcntl
+    import select
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        if not poller.poll(1000 * (FIFO_WAIT_S if wait_s is None else wait_s)):
+            os.close(fd)
+            return None
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _decode_bom(data: bytes, report: ValidationReport) -> bytes:
