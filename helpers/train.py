@@ -1758,7 +1758,8 @@ def run_script(script: ScriptConfig, resume: bool | None = None) -> dict[str, An
         limit = script.get("score_limit", cfg.eval_limit)
         test_rows = read_jsonl(files[2])[:limit or None]
         default_test = files[2].resolve() == split_path("test").resolve()
-        evaluate.note_read(f"train script {script.path.name}: test scores of its run",
+        # one question per trained model: a resumed run that trained further is a new model, not a second look
+        evaluate.note_read(f"train script {script.path.name}: test scores after {trainer.state.global_step} steps",
                            "test" if default_test else str(files[2]), len(test_rows), cfg.name)
         outputs = evaluate.generate(trainer.model, fitted.tokenizer, evaluate.conversations_from_rows(test_rows),
                                     cfg.max_new_tokens)
