@@ -1385,6 +1385,12 @@ def _key_lines(text: str) -> dict[str, list[int]]:
     if isinstance(node, yaml.MappingNode):
         for key, _value in node.value:
             lines.setdefault(str(key.value), []).append(key.start_mark.line + 1)
+            try:  # a key YAML reads as another type (`true:` is the bool True): found under that name too
+                loaded = str(yaml.safe_load(key.value)) if isinstance(key, yaml.ScalarNode) else str(key.value)
+            except yaml.YAMLError:
+                loaded = str(key.value)
+            if loaded != str(key.value):
+                lines.setdefault(loaded, []).append(key.start_mark.line + 1)
     return lines
 
 

@@ -458,3 +458,11 @@ def test_kb_check_names_a_damaged_file_and_refuses_no_questions(tmp_path, run, d
     damage(kb)
     code, out = run(kb_build.main, "check", "--out", str(kb))
     assert code == 2 and words in out and "rebuild" in out and "codec" not in out
+
+
+def test_a_key_yaml_reads_as_another_type_is_named_by_its_line(tmp_path):
+    """`true: 3` is the bool key True to YAML: the error still says which line."""
+    path = tmp_path / "run.yaml"
+    path.write_text("profile: cpu-tiny\ntrue: 3\n")
+    with pytest.raises(train.ScriptConfigError, match=r"run\.yaml:2: unknown key True"):
+        train.load_run_config(path)
