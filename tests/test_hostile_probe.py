@@ -466,3 +466,19 @@ def test_a_key_yaml_reads_as_another_type_is_named_by_its_line(tmp_path):
     path.write_text("profile: cpu-tiny\ntrue: 3\n")
     with pytest.raises(train.ScriptConfigError, match=r"run\.yaml:2: unknown key True"):
         train.load_run_config(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_convert_reads_a_named_pipe_once_and_keeps_every_row(tmp_path, run):
+    """`convert <(command)` said "the file holds no rows": the input was read twice and a pipe gives its bytes once."""
+    import threading
+
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)
+    rows = "".join(json.dumps(CHAT) + "\n" for _ in range(3))
+    writer = threading.Thread(target=lambda: fifo.write_text(rows, encoding="utf-8"))
+    writer.start()
+    code, out = run(data_main, "convert", str(fifo), "--out", str(tmp_path / "o.jsonl"))
+    writer.join(timeout=10)
+    assert code == 0 and "wrote 3 rows" in out
+    assert len((tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines()) == 3

@@ -42,11 +42,15 @@ def detect_format(row: Any) -> str:
     raise DataFormatError(f"unknown row format (keys {keys}): expected messages, prompt+completion or text")
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file in any of the three formats; the first bad line raises ``PATH:LINE: ...``."""
+def read_jsonl(path: str | Path, report: Any = None) -> list[dict[str, Any]]:
+    """Rows of a JSONL file in any of the three formats; the first bad line raises ``PATH:LINE: ...``.
+
+    ``report`` is the file's :func:`~helpers.data.validation.validate` report when the caller has it already: a named
+    pipe or ``<(command)`` can be read only once.
+    """
     from helpers.data.validation import validate
 
-    report = validate(path)
+    report = report if report is not None else validate(path)
     for row in report.rows:
         for problem in row.problems:
             # Only the JSON layer is checked here: prompt/completion and text rows are not chat rows.
@@ -347,4 +351,4 @@ def read_rows(path: str | Path, system_prompt: str | None = None) -> list[dict[s
                 raise DataFormatError(f"{report.path}: item {i}: lone_surrogate: {where} holds a lone surrogate "
                                       f"escape (such as \\ud800): remove it or write the real character")
         return items
-    return read_jsonl(path)
+    return read_jsonl(path, report)  # the same report: a pipe cannot be read twice
