@@ -372,10 +372,7 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> Estimate:
     other = shape.other_params()
     notes: list[str] = []
 
-    if setup.method == "qlora":
-        weights = linears * NF4_DQ_BITS / 8 + other * b
-    else:
-        weights = (linears + other) * b
+    weights = weights_gib(shape, setup.dtype, quantized=setup.method == "qlora") * GIB
 
     shapes = shape.linear_shapes()
     if setup.method == "full":
@@ -672,9 +669,7 @@ def free_gib(device: str) -> tuple[str, float]:
         if torch.cuda.is_available():
             free, _total = torch.cuda.mem_get_info()
             return f"{torch.cuda.get_device_properties(0).name} (free now)", free / GIB
-    import psutil  # a dependency of accelerate
-
-    return "CPU RAM (available)", psutil.virtual_memory().available / GIB
+    return available_gib("cpu")
 
 
 def weights_gib(shape: ModelShape, dtype: str, quantized: bool = False) -> float:
