@@ -240,7 +240,7 @@ def plot_tree() -> "Figure":
 
     from matplotlib.patches import FancyBboxPatch, Patch
 
-    from helpers.train import _pyplot
+    from helpers.plots import _pyplot
 
     plt = _pyplot()
     where = tree_layout()

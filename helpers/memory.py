@@ -509,7 +509,7 @@ def plot_memory(shape: ModelShape, setup: TrainSetup, gpus: Sequence[GPU] = GPUS
     dashed line what the pre-flight lets a run use (5% headroom). A capacity far above every bar is written at the
     top instead of squashing the bars.
     """
-    from helpers.train import _pyplot
+    from helpers.plots import _pyplot
 
     plt = _pyplot()
     bars = {"as asked": ("", estimate(shape, setup))}

@@ -432,7 +432,7 @@ def plot_nf4(weight: Any, name: str = "", blocksize: int = NF4_BLOCKSIZE) -> Any
     import numpy as np
     from bitsandbytes.functional import create_normal_map
 
-    from helpers.train import _pyplot
+    from helpers.plots import _pyplot
 
     plt = _pyplot()
     levels = nf4_levels()

@@ -39,7 +39,7 @@ def plot_confusion(records: Sequence[dict[str, Any]], title: str = "") -> Any:
 
     Taught in 04_evaluation. The diagonal is right; an off-diagonal cell is one kind of mistake, with its count.
     """
-    from helpers.train import _pyplot
+    from helpers.plots import _pyplot
 
     plt = _pyplot()
     table = category_confusion(records)
