@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from helpers.config import expand_user
+
 TRACEBACK_VAR = "COURSE_TRACEBACK"
 
 
@@ -49,8 +51,6 @@ def path_arg(text: str) -> Path:
     """An argparse ``type`` for a file or folder argument: ``~`` expanded (as a shell would, also when quoted or in a
     config), and an empty string refused instead of meaning the current folder."""
     import argparse
-
-    from helpers.config import expand_user
 
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path: name a file or folder")

@@ -28,6 +28,10 @@ from helpers.cli import path_arg
 from helpers.config import (METRICS_DIR_VAR, NOTEBOOK_VAR, NOTEBOOKS_DIR, REPO_ROOT, RUNS_DIR, ProfileError,
                             resolve_profile_name)
 
+from helpers.colab import on_colab
+from helpers.config import FALLBACK_ENV_VAR, fallback_dir, repo_relative, unwritable_folder
+from helpers.evaluate.ledger import LEDGER_NAME, ledger_markdown
+
 BENCH_RESULTS = REPO_ROOT / "bench" / "results.md"  # the benchmarks' latest figures (bench/results.py writes it)
 
 
@@ -56,7 +60,6 @@ def handoff(path: str | Path, made_by: str, rebuild: Callable[[], Any] | None = 
     if path.exists():
         print(f"found {path.name} from {made_by}")
         return path
-    from helpers.colab import on_colab
 
     why = ("this Colab runtime is new (set DRIVE = True in the parameters to keep artifacts on Google Drive)"
            if on_colab() else f"{made_by} has not run with this profile yet")
@@ -183,8 +186,6 @@ def run_notebook(path: Path, run_dir: Path, profile: str, timeout: int = 1800,
 
 def portable_outputs(nb: Any) -> Any:
     """Outputs with this machine's paths made repo-relative (``helpers.config.repo_relative``), for sharing runs/."""
-    from helpers.config import repo_relative
-
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             for key in ("text", "evalue", "traceback"):
@@ -231,7 +232,6 @@ def write_report(results: list[NotebookResult], run_dir: Path, profile: str,
         metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in r.metrics.items())
         status = r.status if r.status != "failed" else f"FAILED at cell {r.failed_cell}: {r.error}"
         md.append(f"| {r.name} | {status} | {r.seconds:.0f} s | {metrics} |")
-    from helpers.evaluate.ledger import LEDGER_NAME, ledger_markdown
 
     ledger = ledger_markdown(run_dir / "metrics" / LEDGER_NAME)
     ledger_intro = ("Every read of the test split (and the hand-written tickets) in this run, with the question it "
@@ -282,7 +282,6 @@ def run_course(profile: str = "auto", only: list[str] | None = None, keep_going:
     """
     profile = resolve_profile_name(profile)
     if fallback:
-        from helpers.config import FALLBACK_ENV_VAR, fallback_dir
 
         fallback_dir(True, profile)  # fails here, before any notebook, when nothing is shipped for this profile
         os.environ[FALLBACK_ENV_VAR] = "1"
@@ -433,8 +432,6 @@ def write_student(out: Path = REPO_ROOT, check: bool = False, notebooks: Path = 
 
 def _output_folder_problem(out: Path) -> str | None:
     """Why the student files cannot be written under ``out`` (None when they can), found before anything is written."""
-    from helpers.config import unwritable_folder
-
     for folder in (out, out / "docs", out / STUDENT_DIRNAME, out / SOLUTIONS_DIRNAME):
         problem = unwritable_folder(folder)
         if problem:

@@ -20,6 +20,9 @@ from helpers.config import DATA_DIR, REPO_ROOT
 from helpers.data.generate import CATEGORIES, SYSTEM_PROMPT, TICKET_SCHEMA
 from helpers.data.rows import answer_of, ticket_text
 
+from helpers import config, evaluate, memory
+from helpers.plots import _pyplot
+
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import pandas as pd
     from matplotlib.figure import Figure
@@ -240,8 +243,6 @@ def plot_tree() -> "Figure":
 
     from matplotlib.patches import FancyBboxPatch, Patch
 
-    from helpers.plots import _pyplot
-
     plt = _pyplot()
     where = tree_layout()
     n_rows = max(y for _, y in where.values()) + 1
@@ -425,8 +426,6 @@ def run_baseline(
 
     Latency is wall time / requests in batched generation (what a batch job sees). Taught in 01_decide.
     """
-    from helpers import evaluate  # looked up at call time: the very functions the evaluation notebook uses
-
     if len(conversations) != len(references) or not references:
         raise ValueError(f"{len(conversations)} prompts for {len(references)} references: pass one per example")
     started = time.perf_counter()
@@ -498,8 +497,6 @@ def save_decision_table(df: "pd.DataFrame", cfg: "Profile") -> dict[str, Any]:
     """Write ``decision_table.csv`` and ``decision_table.png`` to ``artifacts/<profile>/``. Taught in 01_decide."""
     import matplotlib.pyplot as plt
 
-    from helpers import config
-
     folder = config.artifacts_dir(cfg)
     csv_path, png_path = folder / "decision_table.csv", folder / "decision_table.png"
     df.to_csv(csv_path, index=False)
@@ -557,8 +554,6 @@ def candidate_table(candidates: Sequence[dict[str, str]], setup: Any,
     (``fits``, ``fits with these changes``, ``does not fit``) for the GPUs named in ``gpus``.
     """
     import pandas as pd
-
-    from helpers import memory
 
     sizes = {gpu.name: gpu.memory_gib for gpu in memory.GPUS}
     unknown = [g for g in gpus if g not in sizes]

@@ -12,6 +12,10 @@ from typing import Any
 
 from helpers.config import REPO_ROOT, Profile, bf16_fallback
 
+from helpers.colab import listed_dependencies
+from helpers.config import ProfileError, get_profile
+from helpers.templates import has_generation_markers
+
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")
 DIST_NAME = "finetune-course"
 
@@ -38,7 +42,6 @@ def pyproject_dependencies(text: str) -> list[str]:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
-        from helpers.colab import listed_dependencies
 
         return listed_dependencies(text)
     return list(tomllib.loads(text)["project"]["dependencies"])
@@ -126,7 +129,6 @@ def hardware_findings(cfg: Profile, gpu: dict[str, Any]) -> list[Finding]:
 def tokenizer_findings(tokenizer: Any) -> list[Finding]:
     """A chat template, assistant markers for assistant-only loss, and a pad token distinct from EOS."""
     findings = []
-    from helpers.models import has_generation_markers
 
     template = getattr(tokenizer, "chat_template", None)
     if not template:
@@ -193,8 +195,6 @@ def check(cfg: Profile, tokenizer: Any = None, strict: bool = True, quiet: bool 
 def main(argv: list[str] | None = None) -> int:
     """``python -m helpers.env [PROFILE]``: the same check from a terminal; exit 1 on errors."""
     import argparse
-
-    from helpers.config import ProfileError, get_profile
 
     parser = argparse.ArgumentParser(prog="python -m helpers.env", description=__doc__.splitlines()[0])
     parser.add_argument("profile", nargs="?", default="auto", help="cpu-tiny, cpu, t4, l4, a100, h100 or auto (default)")

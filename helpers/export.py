@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from helpers.config import PROFILES, Profile
+from helpers.evaluate import generation  # generation.generate, looked up when called: tests replace it
 from helpers.models import free_memory
+
+from helpers.config import model_cache_dir, repo_relative
+from helpers.data.formats import to_openai
+from helpers.data.generate import SYSTEM_PROMPT, TICKET_SCHEMA
+from helpers.evaluate.constrained import constrained_generate
+from helpers.evaluate.generation import generate_tokens
+from helpers.models import load_model, load_tokenizer, saved_chat_template
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from peft import PeftModel
@@ -120,8 +128,6 @@ def _refuse_quantized_checkpoint(model_id: str) -> None:
 
 def load_full_base(cfg_or_base: Profile | str | Path, dtype: Any = None) -> "PreTrainedModel":
     """The base model in full precision (the profile's torch_dtype; fp32 for a path), never in 4-bit."""
-    from helpers.models import load_model
-
     cfg = _base_profile(cfg_or_base, dtype)
     _refuse_quantized_checkpoint(cfg.model_id)
     return load_model(cfg, quantized=False)
@@ -130,8 +136,6 @@ def load_full_base(cfg_or_base: Profile | str | Path, dtype: Any = None) -> "Pre
 def _serving_tokenizer(cfg_or_base: Profile | str | Path, adapter_dir: Path) -> "PreTrainedTokenizerBase":
     """The tokenizer saved with the adapter (its training chat template); the base's when the adapter has none."""
     from transformers import AutoTokenizer
-
-    from helpers.models import load_tokenizer
 
     if not (adapter_dir / "tokenizer_config.json").is_file():
         return load_tokenizer(_base_profile(cfg_or_base).model_id, log=lambda _m: None)
@@ -251,8 +255,6 @@ class VerifyReport:
 
 def _conversations(items: Sequence[str | list[dict[str, str]]]) -> list[list[dict[str, str]]]:
     """Tickets (strings) as the course's chat prompt (system prompt + ticket); conversations pass through."""
-    from helpers.data.generate import SYSTEM_PROMPT
-
     out = []
     for i, item in enumerate(items):
         if isinstance(item, str):
@@ -285,8 +287,6 @@ def _behaviour(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
                answers: list[list[int]] | None = None) -> tuple[list[tuple[int, Any]], list[list[int]]]:
     """Greedy answer tokens (the course's decoding) of one model, and its logits over prompt + ``answers``
     (default: its own answers), so two models can be compared on the same token sequences."""
-    from helpers.evaluate.generation import generate_tokens
-
     model.eval()
     tokens = [t for t, _ in generate_tokens(model, tokenizer, conversations, max_new_tokens, progress=False)]
     return _sequence_logits(model, tokenizer, conversations, tokens if answers is None else answers), tokens
@@ -351,8 +351,6 @@ def verify_merge(cfg_or_base_path: Profile | str | Path, adapter_dir: str | Path
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    from helpers.models import saved_chat_template
 
     adapter_dir, merged_dir = Path(adapter_dir), Path(merged_dir)
     if not (merged_dir / "config.json").is_file():
@@ -438,8 +436,6 @@ ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])(?:/|[A-Za-z]:\\)[\w.+@-]+[/\\]")
 
 def portable_name(value: Any) -> str:
     """A path or model id as a card may print it: repo-relative, a hub id as is, another machine path by its name."""
-    from helpers.config import repo_relative
-
     text = str(repo_relative(str(value)))
     if text.startswith(("~", "/")) or re.match(r"[A-Za-z]:\\", text) or ABSOLUTE_PATH.search(text):
         return Path(text.replace("\\", "/")).name or "local"
@@ -584,15 +580,11 @@ def generate_json(model: Any, tokenizer: Any, tickets: Sequence[str], max_new_to
     """
     from jsonschema import Draft202012Validator
 
-    from helpers.data.generate import TICKET_SCHEMA
-    from helpers.evaluate.constrained import constrained_generate
-    from helpers.evaluate.generation import generate
-
     if isinstance(tickets, str) or not all(isinstance(t, str) for t in tickets):
         raise ExportError("tickets must be a list of strings (the ticket texts)")
     conversations = _conversations(list(tickets))
     if schema is None:
-        raws, truncated = generate(model, tokenizer, conversations, max_new_tokens, batch_size, progress=False), []
+        raws, truncated = generation.generate(model, tokenizer, conversations, max_new_tokens, batch_size, progress=False), []
     else:
         raws = constrained_generate(model, tokenizer, conversations, schema, max_new_tokens, batch_size,
                                     progress=False, on_truncated="ignore")
@@ -671,8 +663,6 @@ def openai_training_cost(rows: Iterable[dict[str, Any]], tokenizer_or_counter: A
     another number (the tiny model's 4 k-token vocabulary counts more tokens than OpenAI's 200 k). Prices change:
     ``price_per_million`` is USD per million training tokens read from OpenAI's pricing page on ``price_date``.
     """
-    from helpers.data.formats import to_openai
-
     if epochs < 1 or price_per_million < 0:
         raise ExportError(f"epochs={epochs} must be >= 1 and price_per_million={price_per_million} >= 0")
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(price_date)):
@@ -714,7 +704,6 @@ class GGUFError(ExportError):
 
 
 def _converter_cache() -> Path:
-    from helpers.config import model_cache_dir
 
     return model_cache_dir().parent / f"llama.cpp-{LLAMA_CPP_SDIST.split('==')[1]}"
 

@@ -37,6 +37,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from helpers.config import expand_user
+from helpers.plots import _pyplot
+
 GIB = 2**30
 NF4_DQ_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4.127 bits/param: NF4 + double-quantized absmax (QLoRA paper)
 METHODS = ("full", "lora", "qlora")
@@ -288,7 +291,6 @@ def resolve_shape(model: str | Path | Any) -> ModelShape:
         return model
     if not isinstance(model, (str, Path)):
         return shape_from_config(getattr(model, "config", model))
-    from helpers.config import expand_user
 
     text = str(model)
     if not text.strip():
@@ -509,8 +511,6 @@ def plot_memory(shape: ModelShape, setup: TrainSetup, gpus: Sequence[GPU] = GPUS
     dashed line what the pre-flight lets a run use (5% headroom). A capacity far above every bar is written at the
     top instead of squashing the bars.
     """
-    from helpers.plots import _pyplot
-
     plt = _pyplot()
     bars = {"as asked": ("", estimate(shape, setup))}
     bars.update(gpu_estimates(shape, setup, gpus))

@@ -7,137 +7,36 @@ rebuilds it with :mod:`helpers.build.tiny` (the build code lives there, out of t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
-import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
+from helpers.build import cpu_model  # cpu_model.build, looked up when called: tests replace it
+from helpers.build.tiny import pretraining_steps
 from helpers.cli import path_arg
+from helpers.checksums import sha256
 from helpers.config import CPU_MODEL_NAME, TINY_MODEL_DIR, Profile
+from helpers.templates import (  # the chat template and its marker checks: re-exported, as 00 and 02 use them here
+    CHAT_TEMPLATE, CHATML_MARKED, CHATML_TURN, EOS, GENERATION_MARKER, PAD, RENDER_CHECKS, SPECIAL_TOKENS,
+    has_generation_markers, mark_chatml_template, rendering_differences, use_training_template,
+)
+
+from helpers.build.cpu_model import CpuModelError
+from helpers.build.tiny import TinyRecipe, build_tiny
+from helpers.config import unwritable_folder
+from helpers.data.rows import load_split
+from helpers.memory import load_preflight
+from helpers.plots import _pyplot
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-SPECIAL_TOKENS = ("<|end|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|bos|>")
-EOS, PAD = "<|end|>", "<|pad|>"
-
-# Assistant turns sit inside {% generation %} so trainers can compute assistant-only loss masks; the <|end|> that
-# closes an answer is inside the block, so the model learns to stop. System and user turns end with a newline, not
-# <|end|>: pretraining put <|end|> between unrelated documents, so a template that closed the ticket's turn with it
-# would tell the model that nothing before the answer matters.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{{ '<|assistant|>\n' }}{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}{{ '\n' }}"
-    "{%- else -%}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '\n' }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"
-)
-
-
 class ModelLoadError(RuntimeError):
     """A model or tokenizer that cannot be loaded; the message names it and the fix."""
 
-
-GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")  # {% generation %}, {%- generation -%}, ...
-
-
-def has_generation_markers(template: str | dict[str, str] | None) -> bool:
-    """Does a chat template wrap assistant turns in ``{% generation %}`` (what assistant-only loss needs)?
-
-    Taught in 02_dataset.
-    """
-    if isinstance(template, dict):  # templates shipped as named variants: the default one is used
-        template = template.get("default", "")
-    return bool(template) and GENERATION_MARKER.search(template) is not None
-
-
-# The course's own marker patch, for ChatML templates that render every turn with one expression (SmolLM2's, the cpu
-# profile's model): the assistant's content and its <|im_end|> go inside {% generation %}, everything else is unchanged.
-# The newline may be written as an escape or, as in a template read from a GGUF file, as the character itself.
-CHATML_TURN = re.compile(
-    r"\{\{-?\s*'<\|im_start\|>'\s*\+\s*message\[?\.?'?role'?\]?\s*\+\s*'(?:\\n|\n)'\s*\+\s*"
-    r"message\[?\.?'?content'?\]?\s*\+\s*'<\|im_end\|>'\s*\+\s*'(?:\\n|\n)'\s*-?\}\}")
-CHATML_MARKED = ("{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\\n' }}{% generation %}"
-                 "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}{% else %}{{ '<|im_start|>' + "
-                 "message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endif %}")
-# Conversations the patched template must render exactly as the original: the course's row shapes (system + user +
-# assistant, no system, several turns) with and without the generation prompt.
-RENDER_CHECKS = (
-    [{"role": "system", "content": "Reply in JSON."}, {"role": "user", "content": "Order ORD-1 is late."},
-     {"role": "assistant", "content": '{"order_id": "ORD-1"}'}],
-    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-     {"role": "user", "content": "Refund, please."}, {"role": "assistant", "content": "Done."}],
-    [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
-)
-
-
-def mark_chatml_template(template: str) -> str | None:
-    """The course's ``{% generation %}`` patch of a ChatML template, or None when the template is not of that form.
-
-    Used by :func:`use_training_template` (02 teaches it). One expression renders every turn in such templates
-    (``'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'``); the patch renders the
-    assistant's turns with the same text, its content and ``<|im_end|>`` marked for the loss mask.
-    """
-    if has_generation_markers(template) or len(CHATML_TURN.findall(template)) != 1:
-        return None
-    return CHATML_TURN.sub(lambda _m: CHATML_MARKED, template)
-
-
-def rendering_differences(tokenizer: "PreTrainedTokenizerBase", original: str, patched: str,
-                          conversations: Sequence[list[dict[str, str]]] = RENDER_CHECKS) -> list[str]:
-    """Conversations the two templates render differently (empty when the patch changes no text)."""
-    problems = []
-    for i, messages in enumerate(conversations):
-        for prompt in (False, True) if messages[-1]["role"] == "user" else (False,):
-            a, b = (tokenizer.apply_chat_template(messages, chat_template=t, tokenize=False,
-                                                  add_generation_prompt=prompt) for t in (original, patched))
-            if a != b:
-                problems.append(f"conversation {i} (add_generation_prompt={prompt}): {a[:80]!r} != {b[:80]!r}")
-    return problems
-
-
-def use_training_template(tokenizer: "PreTrainedTokenizerBase", log: Any = print) -> bool:
-    """Give a tokenizer a training copy of its chat template (same text, assistant turns marked). Taught in 02.
-
-    Hub instruct models (Qwen2.5, Llama 3, SmolLM2, ...) ship templates without ``{% generation %}`` markers, so
-    assistant-only loss would train on nothing. TRL ships marked copies of many templates; for a ChatML template TRL
-    does not know (SmolLM2's), the course marks it itself (:func:`mark_chatml_template`) and checks that the copy
-    renders the same text (:func:`rendering_differences`). The course uses the copy everywhere (training, evaluation,
-    the saved adapter), so the model is served with the template it was trained with. Returns True when replaced.
-    """
-    template = getattr(tokenizer, "chat_template", None)
-    if not template or has_generation_markers(template):
-        return False
-    from trl.chat_template_utils import get_training_chat_template
-
-    name = getattr(tokenizer, "name_or_path", "") or "this tokenizer"
-    try:
-        patched, source = get_training_chat_template(tokenizer), "TRL's training copy"
-    except ValueError:
-        patched, source = mark_chatml_template(template), "the course's marked copy"
-        if patched is None:
-            log(f"warning: the chat template of {name} has no {{% generation %}} markers, TRL has no training copy of "
-                "it and it is not a ChatML template the course can mark: assistant-only loss is impossible until you "
-                "add the markers around the assistant turns yourself")
-            return False
-        problems = rendering_differences(tokenizer, template, patched)
-        if problems:
-            log(f"warning: the course's marked copy of {name}'s chat template renders differently ({problems[0]}): "
-                "kept the original template; assistant-only loss is impossible with it")
-            return False
-    if patched is None:
-        return False
-    tokenizer.chat_template = patched
-    log(f"chat template of {name}: no {{% generation %}} markers, replaced by {source} of the same template "
-        "(identical text, assistant turns marked for the loss mask)")
-    return True
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -190,8 +89,6 @@ def ensure_model(model_id: str | Path, log: Any = print) -> Path:
     The folder lives in the model cache (``~/.cache/finetune-course/models``, or ``$COURSE_MODEL_CACHE``); it is
     checked against its ``SHA256SUMS`` on every load and rebuilt from the wheel (about 30 s, offline) if anything differs.
     """
-    from helpers.build.cpu_model import CpuModelError, build
-
     path = Path(model_id).expanduser()
     problems = checksum_problems(path) if (path / "SHA256SUMS").is_file() else ["not built yet"]
     if not problems:
@@ -199,7 +96,7 @@ def ensure_model(model_id: str | Path, log: Any = print) -> Path:
     if problems != ["not built yet"]:
         log(f"{path}: {problems[0]}: rebuilding it from the wheel")
     try:
-        return build(path, log=log)
+        return cpu_model.build(path, log=log)
     except CpuModelError as err:
         raise ModelLoadError(str(err)) from None
 
@@ -303,7 +200,6 @@ def load_model(
     model_id = model_id or cfg.model_id
     check_source(model_id)
     if not quantized and not sharded_launch():  # a full-precision copy: say what it takes, refuse what cannot fit
-        from helpers.memory import load_preflight
 
         load_preflight(cfg, model_id)
     # bitsandbytes logs a warning on CPU about an optional hub kernel it cannot fetch offline; the fp32 path needs none.
@@ -432,8 +328,6 @@ def plot_nf4(weight: Any, name: str = "", blocksize: int = NF4_BLOCKSIZE) -> Any
     import numpy as np
     from bitsandbytes.functional import create_normal_map
 
-    from helpers.plots import _pyplot
-
     plt = _pyplot()
     levels = nf4_levels()
     values = absmax_normalise(weight, blocksize).numpy()
@@ -485,8 +379,6 @@ def _stand_in_tokenizer(spec: dict[str, Any], vocab_size: int = 1024) -> "PreTra
 
     import trl
 
-    from helpers.data.rows import load_split
-
     texts = [m["content"] for row in load_split("train")[:600] for m in row["messages"]]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -537,30 +429,6 @@ def build_stand_in(model_id: str, out_dir: str | Path, tiny: bool = True, dtype:
     return out_dir
 
 
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def pretraining_steps(text: str) -> int:
-    """An argparse type for ``build-tiny --steps``: 1 to 20 times the recipe's steps (about 35 minutes each)."""
-    from helpers.build.tiny import TinyRecipe
-
-    most = 20 * TinyRecipe().steps
-    try:
-        steps = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= steps <= most:
-        raise argparse.ArgumentTypeError(f"{steps} is outside 1 to {most} (the recipe's {TinyRecipe().steps} steps take "
-                                         f"about 35 minutes on 2 cores)")
-    return steps
-
-
 def main(argv: list[str] | None = None) -> int:
     """``build-tiny`` or ``info``."""
     parser = argparse.ArgumentParser(prog="python -m helpers.models", description=__doc__.splitlines()[0])
@@ -572,9 +440,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="show the shipped tiny model's recipe and size")
     args = parser.parse_args(argv)
     if args.command == "build-tiny":
-        from helpers.build.tiny import TinyRecipe, build_tiny
-        from helpers.config import unwritable_folder
-
         problem = unwritable_folder(args.out)  # found now, not after the pretraining
         if not problem and args.out.is_dir() and any(args.out.iterdir()) and not (args.out / "recipe.json").is_file():
             problem = f"{args.out} holds files that are not a tiny model (no recipe.json)"

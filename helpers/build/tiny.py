@@ -24,7 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from helpers.cli import path_arg
 from helpers.config import TINY_MODEL_DIR, unwritable_folder
-from helpers.models import CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS, pretraining_steps, sha256
+from helpers.checksums import sha256
+from helpers.templates import CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS
+
+from helpers.data.generate import NAMES, ORDER_FORMATS, PRODUCTS, STREETS, SURNAMES, make_ticket, pretraining_texts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -79,8 +82,6 @@ def stdlib_docstrings(min_chars: int = 30) -> list[str]:
 
 def tiny_corpus(recipe: TinyRecipe) -> list[str]:
     """The pretraining documents: stdlib docstrings plus unlabelled tickets, shuffled with the recipe's seed."""
-    from helpers.data.generate import pretraining_texts
-
     docs = stdlib_docstrings() + pretraining_texts(recipe.ticket_texts)
     copy_rng = random.Random(recipe.seed + 1)
     docs += [copy_document(copy_rng) for _ in range(recipe.copy_documents)]
@@ -155,8 +156,6 @@ def copy_document(rng: random.Random) -> str:
     """One short document in which random identifiers recur and must be repeated: a record restated, an order number
     normalised to ``ORD-``, a fact looked up among others, or a list said twice. Copying an arbitrary string is an
     in-context skill a small model learns only from text that rewards it."""
-    from helpers.data.generate import NAMES, ORDER_FORMATS, PRODUCTS, STREETS, SURNAMES
-
     kind = rng.random()
     name = f"{rng.choice(NAMES)} {rng.choice(SURNAMES)}"
     if kind < 0.3:
@@ -198,8 +197,6 @@ def copy_probe(model: Any, tokenizer: Any, n: int = 60, seed: int = 4242) -> flo
     import re
 
     import torch
-
-    from helpers.data.generate import make_ticket
 
     rng, probes = random.Random(seed), []
     while len(probes) < n:
@@ -396,6 +393,19 @@ def main(argv: list[str] | None = None) -> int:
     recipe = TinyRecipe() if args.steps is None else TinyRecipe(steps=args.steps)
     build_tiny(args.out, recipe, log=lambda m: print(m, flush=True))
     return 0
+
+
+def pretraining_steps(text: str) -> int:
+    """An argparse type for ``build-tiny --steps``: 1 to 20 times the recipe's steps (about 35 minutes each)."""
+    most = 20 * TinyRecipe().steps
+    try:
+        steps = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= steps <= most:
+        raise argparse.ArgumentTypeError(f"{steps} is outside 1 to {most} (the recipe's {TinyRecipe().steps} steps take "
+                                         f"about 35 minutes on 2 cores)")
+    return steps
 
 
 if __name__ == "__main__":

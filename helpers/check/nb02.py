@@ -7,6 +7,8 @@ from typing import Any
 
 from helpers.check._core import report, unanswered
 
+from helpers.data import balance_report, clean, ticket_text
+
 
 def _number(answer: Any) -> bool:
     return isinstance(answer, (int, float)) and not isinstance(answer, bool) and math.isfinite(answer)
@@ -14,8 +16,6 @@ def _number(answer: Any) -> bool:
 
 def exercise_02_1(answer: Any, splits: dict[str, list[dict[str, Any]]]) -> bool:
     """Exercise 2.1: the largest gap between a category's train share and test share. Taught in 02_dataset."""
-    from helpers.data import balance_report
-
     key = "02_1"
     if unanswered(answer) or not _number(answer):
         return report(key, False, "answer_1 must be a float: a difference of two shares (0.01 = one percentage point)")
@@ -32,8 +32,6 @@ def exercise_02_1(answer: Any, splits: dict[str, list[dict[str, Any]]]) -> bool:
 
 def exercise_02_2(answer: Any, copy: dict[str, Any], kept: list[dict[str, Any]]) -> bool:
     """Exercise 2.2: the Jaccard similarity of a planted copy's 5-grams to its source's. Taught in 02_dataset."""
-    from helpers.data import clean, ticket_text
-
     key = "02_2"
     if unanswered(answer) or not _number(answer):
         return report(key, False, "answer_2 must be a float between 0 and 1")

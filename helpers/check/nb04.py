@@ -7,14 +7,14 @@ from typing import Any, Sequence
 
 from helpers.check._core import report, unanswered
 
+from helpers import evaluate
+
 FEW_TICKETS = 25  # exercise 4.2: the interval on the first 25 test tickets
 
 
 def exercise_04_1(answer: Any, base_outputs: Sequence[str], tuned_outputs: Sequence[str],
                   references: Sequence[Any]) -> bool:
     """Exercise 4.1: wins, ties and losses of tuned vs base on per-ticket field accuracy. Taught in 04_evaluation."""
-    from helpers import evaluate
-
     key = "04_1"
     if unanswered(answer) or not isinstance(answer, (tuple, list)) or len(answer) != 3 \
             or not all(isinstance(x, int) and not isinstance(x, bool) for x in answer):

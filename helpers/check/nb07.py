@@ -9,6 +9,9 @@ from typing import Any, Mapping, Sequence
 
 from helpers.check._core import report, unanswered
 
+from helpers.data import answer_of, ticket_text
+from helpers.evaluate import json_reward
+
 GRPO_EPS = 1e-4  # TRL adds it to the group's standard deviation
 
 
@@ -23,8 +26,6 @@ def _close(answer: Sequence[float], truth: Sequence[float], tol: float = 1e-3) -
 
 def exercise_07_1(answer: Any, group: Sequence[str], reference: str, ticket: str) -> bool:
     """Exercise 7.1: GRPO's group-relative advantage of each answer in a group. Taught in 07_preference_tuning."""
-    from helpers.evaluate import json_reward
-
     key = "07_1"
     if hasattr(answer, "tolist") and not isinstance(answer, str):  # a numpy array or a pandas Series
         answer = answer.tolist()
@@ -55,9 +56,6 @@ def exercise_07_1(answer: Any, group: Sequence[str], reference: str, ticket: str
 
 def exercise_07_2(answer: Any, pairs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> bool:
     """Exercise 7.2: mean json_reward gap (chosen - rejected) of DPO's pairs by kind. Taught in 07_preference_tuning."""
-    from helpers.data import answer_of, ticket_text
-    from helpers.evaluate import json_reward
-
     key = "07_2"
     if unanswered(answer) or not isinstance(answer, Mapping):
         return report(key, False, "answer_2 must be a dict: mistake kind -> mean reward gap (a float)")

@@ -7,6 +7,9 @@ from typing import Any, Sequence
 
 from helpers.check._core import report, unanswered
 
+from helpers import memory, train
+from helpers.train import batched_padding
+
 SMALL_GPU = "L4 24 GB"  # the 24 GB card of memory.GPUS
 MAX_PROCESSES = 16  # exercise 8.2 looks at 1 .. 16 processes
 
@@ -16,15 +19,12 @@ def _int(answer: Any) -> bool:
 
 
 def _fewest_gpus(est: Any, strategy: str, gib: float, limit: int = 1024) -> int | None:
-    from helpers import memory
 
     return next((n for n in range(1, limit + 1) if memory.per_device(est, n, strategy)["total"] <= gib), None)
 
 
 def exercise_08_1(answer: Any, seq_len: int, batch: int) -> bool:
     """Exercise 8.1: fewest 24 GB GPUs on which FSDP fits full fine-tuning of Llama 3 8B. Taught in 08_scale_out."""
-    from helpers import memory
-
     key = "08_1"
     if unanswered(answer) or not _int(answer):
         return report(key, False, "answer_1 must be an int: a number of GPUs")
@@ -48,8 +48,6 @@ def exercise_08_1(answer: Any, seq_len: int, batch: int) -> bool:
 
 def exercise_08_2(answer: Any, cfg: Any) -> bool:
     """Exercise 8.2: the process counts (1-16) that keep the profile's global batch. Taught in 08_scale_out."""
-    from helpers import train
-
     key = "08_2"
     if hasattr(answer, "tolist") and not isinstance(answer, str):  # a numpy array or a pandas Series
         answer = answer.tolist()
@@ -74,15 +72,12 @@ def exercise_08_2(answer: Any, cfg: Any) -> bool:
 
 
 def _sorted_waste(lengths: Sequence[int], batch_size: int, reverse: bool) -> float:
-    from helpers.train import batched_padding
 
     return batched_padding(sorted(lengths, reverse=reverse), batch_size)
 
 
 def exercise_08_3(answer: Any, lengths: Sequence[int], batch_size: int) -> bool:
     """Exercise 8.3: the padding share of dynamic padding when rows are batched by length. Taught in 08_scale_out."""
-    from helpers import train
-
     key = "08_3"
     if unanswered(answer) or not isinstance(answer, numbers.Real) or isinstance(answer, bool):
         return report(key, False, "answer_3 must be a float: the share of padding tokens, between 0 and 1")

@@ -15,6 +15,14 @@ from helpers.build.dataset import BUILD_FILES, BUILD_N, build  # noqa: F401 - th
 from helpers.cli import path_arg
 from helpers.config import TICKETS_DIR
 
+from helpers.config import expand_user
+from helpers.data.clean import CleanConfig, PII_SET, check_outputs, clean_file, pii_scores, read_pii_set
+from helpers.data.formats import (
+    DataFormatError, convert, detect_format, jsonl_writer, read_rows, write_csv, write_files, write_jsonl,
+)
+from helpers.data.split import SPLITS, SplitConfig, check_leakage, split_rows
+from helpers.data.validation import OPENAI_ROLES, ROLES, TemplateError, display_path, validate
+
 
 def _load_tokenizer(path: str) -> Any:
     """A tokenizer from a folder (a model folder or a tokenizer-only one) or a cached hub id.
@@ -23,8 +31,6 @@ def _load_tokenizer(path: str) -> Any:
     with one line that says what to pass instead.
     """
     from transformers import AutoTokenizer
-
-    from helpers.config import expand_user
 
     try:
         local = expand_user(path)
@@ -41,7 +47,6 @@ class TokenizerLoadError(ValueError):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from helpers.data.validation import TemplateError, validate
 
     tokenizer = None
     if args.max_tokens is not None and not args.tokenizer:
@@ -64,9 +69,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from helpers.data.clean import CleanConfig, clean_file
-    from helpers.data.formats import DataFormatError
-
     cfg = CleanConfig(near_threshold=args.near_threshold, min_chars=args.min_chars, max_chars=args.max_chars,
                       scrub_pii=not args.keep_pii)
     try:
@@ -91,11 +93,6 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from helpers.data.clean import check_outputs
-    from helpers.data.formats import DataFormatError, detect_format, jsonl_writer, write_files
-    from helpers.data.split import SPLITS, SplitConfig, check_leakage, split_rows
-    from helpers.data.validation import validate
-
     outputs = {f"--out-dir {name}.jsonl": Path(args.out_dir) / f"{name}.jsonl" for name in SPLITS}
     try:
         check_outputs(args.path, outputs)
@@ -142,10 +139,6 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from helpers.data.clean import check_outputs
-    from helpers.data.formats import DataFormatError, convert, read_rows, write_csv, write_jsonl
-    from helpers.data.validation import OPENAI_ROLES, ROLES, display_path
-
     to = "prompt_completion" if args.to == "csv" else args.to
     try:
         check_outputs(args.path, {"--out": args.out})
@@ -186,7 +179,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_pii_scores(args: argparse.Namespace) -> int:
-    from helpers.data.clean import pii_scores, read_pii_set
 
     try:
         cases = read_pii_set(args.set)
@@ -273,15 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--set", type=path_arg, default=None, help="labelled JSONL (default: data/pii/labelled.jsonl)")
     args = parser.parse_args(argv)
     if args.command == "pii-scores" and args.set is None:
-        from helpers.data.clean import PII_SET
 
         args.set = PII_SET
     if args.command == "clean" and args.min_chars > args.max_chars:
         c.error(f"--min-chars {args.min_chars} is above --max-chars {args.max_chars}: every row would be rejected")
     if args.command == "build":
-        from helpers.data.clean import check_outputs
-        from helpers.data.formats import DataFormatError
-
         try:
             check_outputs("", {"--out": Path(args.out) / "tickets.jsonl"})
             build(args.out)

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 from helpers.data.clean import user_text
 
+from helpers.data.generate import CATEGORIES, ISSUES, PRIORITIES, PRODUCTS, make_ticket, to_row
+
 Row = dict[str, Any]
 Perturbation = Callable[[Row, random.Random], "Row | None"]
 
@@ -42,8 +44,6 @@ def _with_user_text(row: Row, text: str, answer: dict[str, Any] | None = None) -
 
 def _protected_words() -> set[str]:
     """Words that carry the answer (product aliases, order ids): typos never touch them."""
-    from helpers.data.generate import PRODUCTS
-
     return {w.lower() for aliases in PRODUCTS.values() for alias in aliases for w in alias.split()}
 
 
@@ -100,8 +100,6 @@ def drop_order_id(row: Row, rng: random.Random) -> Row | None:
 
 def _rebuild_summary(row: Row, answer: dict[str, Any], order_id: str | None) -> str | None:
     """The generator's summary for this family with a changed order id, or ``None`` when it cannot be rebuilt."""
-    from helpers.data.generate import ISSUES
-
     family = str((row.get("metadata") or {}).get("family", ""))
     category, _, name = family.partition("/")
     templates = [t for fam, _sentences, t in ISSUES.get(category, []) if fam == name]
@@ -188,8 +186,6 @@ def targeted_rows(keep: Callable[[Row], bool], n: int, seed: int, reason: str, m
     "targeted"``, ``reason`` and ``seed``, with a group id of its own (``fix<seed>-...``) so leakage checks and
     group-aware splits never confuse it with a ticket of the course splits. Raises when ``keep`` accepts too few.
     """
-    from helpers.data.generate import make_ticket, to_row
-
     if n < 1:
         raise ValueError(f"n={n}: ask for at least one row")
     rng = random.Random(seed)
@@ -215,8 +211,6 @@ def corrupt_labels(rows: list[Row], share: float, fields: tuple[str, ...] = ("ca
     For the quality-vs-quantity experiment: in each chosen row one of ``fields`` (picked at random) gets another
     allowed value; the row is tagged ``metadata.noisy_label = <field>``. The others are returned unchanged.
     """
-    from helpers.data.generate import CATEGORIES, PRIORITIES
-
     if not 0 <= share <= 1:
         raise ValueError(f"share={share}: use a fraction in [0, 1]")
     choices = {"category": CATEGORIES, "priority": PRIORITIES}

@@ -18,6 +18,9 @@ from typing import Any
 
 from helpers.config import unwritable
 
+from helpers.data.formats import DataFormatError, jsonl_writer, write_files
+from helpers.data.validation import check_row, display_path, surrogate_where, validate
+
 # Street types of US/UK addresses (full and USPS-style short forms) and words that start a street name elsewhere.
 STREET_TYPES = ("street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|parkway|pkwy"
                 "|terrace|ter|circle|cir|highway|hwy|square|sq|trail|trl|crescent|cres|close|row|plaza|alley|loop"
@@ -354,8 +357,6 @@ def _where(row: dict[str, Any], index: int) -> str:
 
 def clean_rows(rows: list[dict[str, Any]], cfg: CleanConfig = CleanConfig()) -> CleanResult:
     """Normalise, scrub PII, filter by length, drop exact then near duplicates. Taught in 02_dataset."""
-    from helpers.data.validation import check_row
-
     kept: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     pii: Counter[str] = Counter()
@@ -421,9 +422,6 @@ def clean_file(in_path: str | Path, out_path: str | Path, rejects_path: str | Pa
     anything is read), both outputs are checked for writability first and written atomically, and a rejected line
     keeps its text: ``raw`` (or ``raw_base64`` for bytes that are not UTF-8) beside the parsed ``data``.
     """
-    from helpers.data.formats import DataFormatError, jsonl_writer, write_files
-    from helpers.data.validation import validate
-
     check_outputs(in_path, {"--out": out_path, "--rejects": rejects_path})
     report = validate(in_path)
     if report.unreadable:
@@ -449,8 +447,6 @@ def _raw_record(row: Any) -> dict[str, Any]:
     """``line``, the raw text of an invalid row (``raw``, or ``raw_base64`` when not UTF-8) and its parsed ``data``."""
     import base64
 
-    from helpers.data.validation import surrogate_where
-
     record: dict[str, Any] = {"line": row.line}
     if row.raw is not None:
         try:
@@ -473,9 +469,6 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 def check_outputs(in_path: str | Path, outputs: dict[str, str | Path]) -> None:
     """Refuse, in one line, outputs that are the input, each other, a directory or below a file."""
-    from helpers.data.formats import DataFormatError
-    from helpers.data.validation import display_path
-
     named = list(outputs.items())
     for i, (label, path) in enumerate(named):
         shown = display_path(path)

@@ -36,6 +36,8 @@ from helpers.data.generate import (
     template_pattern,
 )
 
+from helpers.data.answers import is_grounded, parse_json
+
 SOURCE = "distilled"
 GROUNDED = ("order_id", "product")  # values that must be read from the ticket, never invented
 NOISE_KINDS = ("broken_json", "invented_order_id", "invented_product", "off_schema_priority", "wrong_category")
@@ -55,9 +57,6 @@ class DistillResult:
 def answer_problems(text: str, ticket: str, schema: dict[str, Any] = TICKET_SCHEMA) -> list[tuple[str, str]]:
     """Why a teacher's answer cannot be trained on: ``(reason, detail)`` pairs, empty when it passes the filter."""
     from jsonschema import Draft202012Validator
-
-    from helpers.evaluate.grounding import is_grounded
-    from helpers.evaluate.metrics import parse_json
 
     obj = parse_json(text)
     if obj is None:
@@ -94,7 +93,6 @@ def distill(tickets: Sequence[str], teacher: Callable[[str], str], teacher_name:
         outputs.append(text)
         answer = text
         if not problems:  # the stored answer: the parsed object, re-serialised in the course's key order
-            from helpers.evaluate.metrics import parse_json
 
             obj = parse_json(text)
             answer = json.dumps({k: obj[k] for k in FIELDS}, ensure_ascii=False)

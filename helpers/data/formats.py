@@ -22,6 +22,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
+from helpers.data import validation  # validation.FIFO_WAIT_S, read when called: tests shorten it
+
+from helpers.data.validation import (
+    MAX_FILE_BYTES, ValidationReport, _read, chat_template_of, display_path, surrogate_where, validate,
+)
+
 FORMATS = ("messages", "prompt_completion", "text")
 
 
@@ -48,8 +54,6 @@ def read_jsonl(path: str | Path, report: Any = None) -> list[dict[str, Any]]:
     ``report`` is the file's :func:`~helpers.data.validation.validate` report when the caller has it already: a named
     pipe or ``<(command)`` can be read only once.
     """
-    from helpers.data.validation import validate
-
     report = report if report is not None else validate(path)
     for row in report.rows:
         for problem in row.problems:
@@ -68,8 +72,6 @@ JSON_LAYER_CODES = ("invalid_utf8", "not_json", "truncated_line", "json_array", 
 
 def decode_text(data: bytes, path: str | Path) -> str:
     """Bytes as text: UTF-8 (a BOM is dropped), or UTF-16/32 told by its byte-order mark; else a one-line error."""
-    from helpers.data.validation import display_path
-
     for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
                           (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
                           (codecs.BOM_UTF8, "utf-8-sig")):
@@ -87,8 +89,6 @@ def decode_text(data: bytes, path: str | Path) -> str:
 
 def read_csv(path: str | Path, system_prompt: str | None = None) -> list[dict[str, Any]]:
     """CSV rows as messages rows (prompt/completion or system/user/assistant columns) or text. Taught in 02_dataset."""
-    from helpers.data.validation import MAX_FILE_BYTES, ValidationReport, _read, display_path
-
     path = Path(path)
     report = ValidationReport(display_path(path))
     data = _read(path, report, MAX_FILE_BYTES)
@@ -175,9 +175,7 @@ def _open_fifo_for_writing(path: str | Path) -> int:
     """A named pipe's write end, once a reader has opened it (waiting up to ``FIFO_WAIT_S``), else a one-line OSError."""
     import time
 
-    from helpers.data.validation import FIFO_WAIT_S
-
-    deadline = time.monotonic() + FIFO_WAIT_S
+    deadline = time.monotonic() + validation.FIFO_WAIT_S
     while True:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
@@ -187,7 +185,7 @@ def _open_fifo_for_writing(path: str | Path) -> int:
             if time.monotonic() < deadline:
                 time.sleep(0.05)
                 continue
-            raise OSError(errno.ENXIO, f"a named pipe that nothing read from for {FIFO_WAIT_S:g} s: start its reader "
+            raise OSError(errno.ENXIO, f"a named pipe that nothing read from for {validation.FIFO_WAIT_S:g} s: start its reader "
                                        f"first (cat PIPE &) or write to a regular file", str(path)) from None
         os.set_blocking(fd, True)
         return fd
@@ -280,8 +278,6 @@ def to_prompt_completion(row: dict[str, Any], conversational: bool = False) -> d
 
 def render_chat(messages: list[dict[str, Any]], tokenizer: Any, add_generation_prompt: bool = False) -> str:
     """A conversation as the exact string the model sees, via the tokenizer's chat template. Taught in 02_dataset."""
-    from helpers.data.validation import chat_template_of
-
     chat_template_of(tokenizer)  # a clear error when the tokenizer has none
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
@@ -330,8 +326,6 @@ def export_openai(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
 
 def check_openai(path: str | Path) -> Any:
     """Validate a file against OpenAI's stricter format (returns a ``ValidationReport``). Taught in 02_dataset."""
-    from helpers.data.validation import validate
-
     return validate(path, openai=True)
 
 
@@ -340,7 +334,6 @@ def read_rows(path: str | Path, system_prompt: str | None = None) -> list[dict[s
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return read_csv(path, system_prompt)
-    from helpers.data.validation import surrogate_where, validate
 
     report = validate(path)
     if report.rows and report.rows[0].problems and report.rows[0].problems[0].code in ("json_array", "pretty_printed"):

@@ -89,28 +89,8 @@ def load_questions(kb_dir: Path = KB_DIR) -> list[Question]:
     return out
 
 
-def build_kb(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Write ``data/kb/``: :func:`helpers.build.kb.build_kb` (the generator lives with the other builders)."""
-    from helpers.build.kb import build_kb as build
-
-    return build(*args, **kwargs)
-
-
-def check_kb(sections: list[Section], questions: list[Question]) -> None:
-    """Raise if a question's gold passage is missing or lacks its answer: :func:`helpers.build.kb.check_kb`."""
-    from helpers.build.kb import check_kb as check
-
-    check(sections, questions)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m helpers.data.kb {build,check}``: :func:`helpers.build.kb.main`."""
-    from helpers.build.kb import main as build_main
-
-    return build_main(argv)
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # the command of the builder, which lives with the others (helpers/build/)
+    from helpers.build.kb import main
     from helpers.cli import run
 
     sys.exit(run(main))

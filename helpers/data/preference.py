@@ -20,8 +20,8 @@ from typing import Any, Sequence
 from helpers.data.rows import answer_of, ticket_text
 from helpers.data.split import check_leakage
 from helpers.data.validation import check_row
-from helpers.evaluate.common import FIELD_KEYS as FIELDS  # the scored fields: category, product, order_id, priority
-from helpers.evaluate.metrics import _schema_errors, _schema_validator, parse_json as _parse
+from helpers.data.answers import FIELD_KEYS as FIELDS  # the scored fields: category, product, order_id, priority
+from helpers.data.answers import _schema_errors, _schema_validator, parse_json as _parse
 
 
 class PreferenceDataError(ValueError):

@@ -12,6 +12,8 @@ from typing import Any
 
 from helpers.data.clean import balance_report
 
+from helpers.data.validation import require_generation_markers, token_stats
+
 
 @dataclass
 class DataReport:
@@ -75,8 +77,6 @@ def _md_table(rows: list[dict[str, Any]]) -> list[str]:
 def data_report(splits: dict[str, list[dict[str, Any]]], tokenizer: Any, max_length: int,
                 clean_stats: dict[str, Any] | None = None) -> DataReport:
     """Measure every split with the real tokenizer and chat template. Taught in 02_dataset."""
-    from helpers.data.validation import require_generation_markers, token_stats
-
     require_generation_markers(tokenizer)
     report = DataReport(max_length=max_length, clean_stats=dict(clean_stats or {}))
     for split, rows in splits.items():

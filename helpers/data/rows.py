@@ -9,6 +9,8 @@ from typing import Any
 
 from helpers.config import TICKETS_DIR
 
+from helpers.data.formats import read_jsonl
+
 # What ``python -m helpers.data build`` writes to data/tickets/: the three splits first, then the stages before them.
 SPLIT_NAMES = ("train", "validation", "test", "clean", "rejects", "tickets", "handwritten")
 HANDWRITTEN_SPLIT = "handwritten"  # written by hand, never by build: a held-out check of real phrasings
@@ -29,8 +31,6 @@ def load_split(name: str, tickets_dir: str | Path = TICKETS_DIR) -> list[dict[st
     Taught in 02_dataset. A missing file names its path and the command that rebuilds it; a bad line raises
     ``DataFormatError`` with ``PATH:LINE``.
     """
-    from helpers.data.formats import read_jsonl
-
     path = split_path(name, tickets_dir)
     if not path.is_file() and name == HANDWRITTEN_SPLIT:
         raise FileNotFoundError(f"{path} not found: it is written by hand, not built; restore it with "

@@ -29,6 +29,8 @@ from typing import Any
 from helpers.config import DATA_DIR
 from helpers.data.generate import PRODUCTS
 
+from helpers.data.clean import CleanResult, user_text
+
 KINDS = ("unsafe", "biased", "off_topic")  # the order of seriousness: a text gets the first kind that matches
 LABELS = ("clean", *KINDS)
 SCREEN_SET = DATA_DIR / "filter" / "labelled.jsonl"
@@ -102,8 +104,6 @@ def screen_rows(rows: list[dict[str, Any]]) -> Any:
 
     Returns a ``helpers.data.clean.CleanResult`` (kept, rejects with ``reject: {reason, detail}``, stats).
     """
-    from helpers.data.clean import CleanResult, user_text
-
     kept, rejects = [], []
     for row in rows:
         flag = screen_text(user_text(row))

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers.templates import has_generation_markers
+
 # code -> what it means; every code has a test in tests/test_data_validate.py that triggers it.
 ERROR_CODES: dict[str, str] = {
     "file_missing": "the path does not exist",
@@ -626,8 +628,6 @@ def chat_template_of(tokenizer: Any) -> str:
 
 def require_generation_markers(tokenizer: Any) -> None:
     """Raise :class:`TemplateError` unless the chat template wraps assistant turns in ``{% generation %}``."""
-    from helpers.models import has_generation_markers  # the one rule, kept with the chat template it checks
-
     if not has_generation_markers(chat_template_of(tokenizer)):
         raise TemplateError(
             "the chat template has no {% generation %} markers, so assistant-only masking is impossible "

@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from helpers.evaluate.common import INVALID, EvaluationError
 
+from helpers.data.generate import CATEGORIES
+from helpers.plots import _pyplot
+
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     import pandas as pd
 
@@ -18,8 +21,6 @@ def category_confusion(records: Sequence[dict[str, Any]]) -> "pd.DataFrame":
     there are some). Drawn by :func:`plot_confusion`.
     """
     import pandas as pd
-
-    from helpers.data.generate import CATEGORIES
 
     if not records:
         raise EvaluationError("no records to count: pass evaluate.score_rows(predictions, references)")
@@ -39,8 +40,6 @@ def plot_confusion(records: Sequence[dict[str, Any]], title: str = "") -> Any:
 
     Taught in 04_evaluation. The diagonal is right; an off-diagonal cell is one kind of mistake, with its count.
     """
-    from helpers.plots import _pyplot
-
     plt = _pyplot()
     table = category_confusion(records)
     counts = table.to_numpy()

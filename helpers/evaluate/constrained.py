@@ -33,6 +33,9 @@ import copy
 import warnings
 from typing import Any
 
+from helpers.data.generate import TICKET_SCHEMA
+from helpers.evaluate.generation import decoding_kwargs, generate_tokens
+
 LLGUIDANCE_PIN = "llguidance==1.9.1"  # the pin of pyproject.toml (tests/test_constrained.py checks they agree)
 INSTALL_HINT = f"pip install {LLGUIDANCE_PIN}"
 
@@ -95,7 +98,6 @@ def ordered_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _default_schema() -> dict[str, Any]:
-    from helpers.data.generate import TICKET_SCHEMA
 
     return TICKET_SCHEMA
 
@@ -211,8 +213,6 @@ def constrained_generate(
     ``outputs.truncated``; ``on_truncated`` says what else happens: ``"warn"`` (a warning naming them), ``"raise"``
     (a :class:`ConstrainedGenerationError`) or ``"ignore"``.
     """
-    from helpers.evaluate.generation import decoding_kwargs, generate_tokens
-
     if max_new_tokens < 1 or batch_size < 1:
         raise ConstrainedGenerationError(f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must be >= 1")
     if on_truncated not in ("warn", "raise", "ignore"):

@@ -9,6 +9,8 @@ from typing import Any, Callable, Sequence
 
 from helpers.evaluate.common import EvaluationError
 
+from helpers.data.rows import answer_of, ticket_text
+
 
 # ---------------------------------------------------------------------------------------------------- rows
 
@@ -28,8 +30,6 @@ def conversations_from_rows(rows: Sequence[dict[str, Any]]) -> list[list[dict[st
 
 def references_from_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The reference answer (final assistant turn, a JSON string) of each chat row. Taught in 04_evaluation."""
-    from helpers.data.rows import answer_of
-
     references = []
     for i, row in enumerate(rows):
         answer = answer_of(row) if isinstance(row, dict) else None
@@ -41,8 +41,6 @@ def references_from_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def tickets_from_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The ticket text (last user turn) of each chat row. Taught in 04_evaluation."""
-    from helpers.data.rows import ticket_text
-
     return [ticket_text({"messages": conversation}) for conversation in conversations_from_rows(rows)]
 
 

@@ -9,41 +9,12 @@ catches an invented product, not a confusion between two products the ticket bot
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any, Sequence
 
-from helpers.evaluate.metrics import parse_json
+from helpers.data.answers import GROUNDED_FIELDS, is_grounded, parse_json
 
 if TYPE_CHECKING:
     import pandas as pd
-
-GROUNDED_FIELDS = ("order_id", "product")
-
-
-def _squash(text: str) -> str:
-    return re.sub(r"[^0-9a-z+]", "", text.lower())
-
-
-def _digits(text: str) -> str:
-    return re.sub(r"\D", "", text)
-
-
-def is_grounded(field: str, value: Any, ticket: str) -> bool:
-    """True when ``value`` (an extracted, non-null field value) can be read from ``ticket``."""
-    if not isinstance(value, str) or not value.strip():
-        return False
-    if field == "order_id":
-        digits = _digits(value)
-        # the id's digits stand alone in the ticket: not part of a longer number
-        return bool(digits) and re.search(rf"(?<!\d){digits}(?!\d)", ticket) is not None
-    if field == "product":
-        from helpers.data.generate import PRODUCTS
-
-        names = (value, *PRODUCTS.get(value, ()))
-        squashed = _squash(ticket)
-        return any(_squash(name) and _squash(name) in squashed for name in names)
-    raise ValueError(f"grounding is defined for {', '.join(GROUNDED_FIELDS)}, not {field!r}")
-
 
 def grounding_records(outputs: Sequence[str], tickets: Sequence[str]) -> list[dict[str, Any]]:
     """One record per extracted non-null value: index, field, value, grounded."""

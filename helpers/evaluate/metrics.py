@@ -11,8 +11,8 @@ import re
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
-from helpers.evaluate.common import FIELD_KEYS, INVALID, SUMMARY_KEY, EvaluationError
-from helpers.evaluate.error_analysis import error_kinds
+from helpers.data.answers import _schema_errors, _schema_validator, parse_json
+from helpers.evaluate.common import FIELD_KEYS, INVALID, SUMMARY_KEY, EvaluationError, error_kinds
 
 # Keys of :func:`score`, each documented once here (the notebook prints this table).
 METRIC_DOCS: dict[str, str] = {
@@ -41,22 +41,6 @@ CORPUS_METRICS = ("summary_bleu", "summary_chrf", "category_macro_f1")
 
 # ---------------------------------------------------------------------------------------------------- parsing
 
-_FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL | re.IGNORECASE)
-
-
-def parse_json(text: str) -> dict[str, Any] | None:
-    """The JSON object a model answered (a surrounding ```json fence allowed), or None."""
-    text = (text or "").strip()
-    fenced = _FENCE.match(text)
-    if fenced:
-        text = fenced.group(1).strip()
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _reference_object(reference: str | dict[str, Any], index: int) -> dict[str, Any]:
     if isinstance(reference, dict):
         return reference
@@ -67,16 +51,6 @@ def _reference_object(reference: str | dict[str, Any], index: int) -> dict[str, 
             f"dataset rows (helpers.evaluate.references_from_rows) or dicts"
         )
     return value
-
-
-def _schema_validator(schema: dict[str, Any] | None) -> Any:
-    from jsonschema import Draft202012Validator
-
-    if schema is None:
-        from helpers.data.generate import TICKET_SCHEMA
-
-        schema = TICKET_SCHEMA
-    return Draft202012Validator(schema)
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
@@ -146,10 +120,6 @@ def _corpus_scores(bleu_stats: Sequence[Sequence[float]], chrf_stats: Sequence[S
     b = bleu._compute_score_from_stats(np.asarray(bleu_stats).sum(axis=0).tolist()).score
     c = chrf._compute_score_from_stats(np.asarray(chrf_stats).sum(axis=0).tolist()).score
     return b / 100, c / 100
-
-
-def _schema_errors(obj: dict[str, Any], validator: Any) -> list[str]:
-    return sorted(e.message for e in validator.iter_errors(obj))
 
 
 def score_rows(

@@ -28,6 +28,9 @@ from helpers.evaluate.common import INVALID, EvaluationError
 from helpers.evaluate.grounding import is_grounded
 from helpers.evaluate.metrics import parse_json, unicode_tokens
 
+from helpers.data import generate
+from helpers.data.clean import normalise_whitespace, scrub_pii
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -181,9 +184,6 @@ def simulate_week(n: int, seed: int, launch: str | None = None, launch_share: fl
     ``launch`` adds a product to the generator's catalogue (``helpers.data.generate.PRODUCTS``) for this call only;
     ``launch_share`` of the week's tickets name it. ``category_weights`` (default 1 each) tilt the category mix.
     """
-    from helpers.data import generate
-    from helpers.data.clean import normalise_whitespace, scrub_pii
-
     if n < 1 or not 0 <= launch_share <= 1 or (launch_share and not launch):
         raise MonitorError(f"n={n}, launch={launch!r}, launch_share={launch_share}: need n >= 1 and a share in "
                            f"[0, 1], with a product name when the share is above 0")

@@ -29,6 +29,9 @@ from helpers.evaluate.common import FIELD_KEYS, EvaluationError
 from helpers.evaluate.grounding import GROUNDED_FIELDS, is_grounded
 from helpers.evaluate.metrics import _schema_errors, _schema_validator, parse_json
 
+from helpers.config import set_seed
+from helpers.evaluate.generation import conversations_from_rows, generate, references_from_rows, tickets_from_rows
+
 REWARD_WEIGHTS: dict[str, float] = {"schema_reward": 0.25, "field_reward": 0.75, "grounding_penalty": 1.0}
 
 
@@ -133,9 +136,6 @@ def sampled_reward(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], s
                    max_new_tokens: int, seed: int = 0) -> float:
     """Mean :func:`json_reward` of ``samples`` sampled answers per row: what GRPO's training reward measures, on fixed
     prompts and seeds, so that two models (before and after GRPO) are compared on the same draw."""
-    from helpers.config import set_seed
-    from helpers.evaluate.generation import conversations_from_rows, generate, references_from_rows, tickets_from_rows
-
     if samples < 1 or not rows:
         raise EvaluationError(f"sampled_reward needs rows and samples >= 1 (got {len(rows)} rows, {samples} samples)")
     conversations = [c for c in conversations_from_rows(rows) for _ in range(samples)]

@@ -18,6 +18,8 @@ from helpers.train.recipe import fit
 from helpers.train.manifest import MANIFEST_NAME, RUN_COLUMNS, Run, write_manifest
 from helpers.train.setup import TrainingSetupError
 
+from helpers import evaluate
+
 class _quiet_progress:
     """Context manager: no ``datasets`` or ``transformers`` progress bars inside (restored after)."""
 
@@ -68,8 +70,6 @@ def experiment(
     it was made from the same inputs and settings (else :class:`~helpers.config.FallbackError`).
     """
     import shutil
-
-    from helpers import evaluate
 
     run_dir = Path(runs_dir) / name
     if run_dir.exists():

@@ -18,6 +18,8 @@ from helpers.config import Profile
 from helpers.train.manifest import MANIFEST_NAME, Run
 from helpers.train.runconfig import ScriptConfig, claim_output_dir
 
+from helpers.config import FallbackError, artifacts_dir, repo_relative
+
 if TYPE_CHECKING:
     from helpers.train.curves import LiveCurves
 
@@ -58,8 +60,6 @@ def load_fallback(trainer: Any, folder: str | Path, curves: "LiveCurves | None" 
     """
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
-
-    from helpers.config import FallbackError, repo_relative
 
     folder = Path(folder)
     missing = [n for n in ("adapter_model.safetensors", "adapter_config.json", "trainer_log.json")
@@ -112,7 +112,6 @@ def copy_fallback(fallback: str | Path, name: str, to: str | Path) -> Path:
 
     source, to = Path(fallback) / name, Path(to)
     if not (source / "adapter_model.safetensors").is_file():
-        from helpers.config import FallbackError
 
         raise FallbackError(f"no shipped adapter in {source}: restore data/fallback with git or set USE_FALLBACK = False")
     to.mkdir(parents=True, exist_ok=True)
@@ -150,8 +149,6 @@ def _fingerprint(*inputs: Any) -> str:
             return [plain(v) for v in value]
         return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
-    from helpers.config import repo_relative
-
     # repo-relative: cpu-tiny's model_id is a path into the repository, which differs between machines
     text = json.dumps(repo_relative(plain(list(inputs))), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -160,8 +157,6 @@ def _fingerprint(*inputs: Any) -> str:
 def _shipped_run(source: Path, run_dir: Path, inputs: str) -> "Run":
     """A run of 05 as the course shipped it (see :func:`experiment`'s ``fallback``), copied to ``run_dir``."""
     import shutil
-
-    from helpers.config import FallbackError, repo_relative
 
     manifest = source / "run_manifest.json"
     if not manifest.is_file():
@@ -190,8 +185,6 @@ def recorded_outputs(runs_dir: str | Path, name: str, rows: Sequence[dict[str, A
     (:class:`~helpers.config.FallbackError`) when they were made for other rows. Without it ``generate()`` makes
     them and they are recorded beside the runs.
     """
-    from helpers.config import FallbackError, repo_relative
-
     rows_sha = _fingerprint(rows)
     if fallback is not None:
         source = Path(fallback) / "runs" / f"{name}.json"
@@ -221,8 +214,6 @@ def _shipped_launch(source: Path, script: ScriptConfig, log: Callable[[str], Non
     """A launch of 08 as the course shipped it (see :func:`launch_script`'s ``fallback``), copied to its folder."""
     import shutil
 
-    from helpers.config import FallbackError, repo_relative
-
     if not (source / "config.json").is_file():
         raise FallbackError(f"no shipped launch in {repo_relative(str(source))}: the course ships 08's launches with "
                             "the default parameters only; set USE_FALLBACK = False to run this one")
@@ -249,8 +240,6 @@ def save_results(cfg: Profile, name: str, results: Any, settings: dict[str, Any]
 
     Taught in 03_qlora_training, whose method comparison is shipped this way for ``USE_FALLBACK``.
     """
-    from helpers.config import artifacts_dir
-
     path = artifacts_dir(cfg) / f"{name}.json"
     path.write_text(json.dumps({"settings": settings, "results": results}, indent=1, default=str) + "\n")
     return path
@@ -258,8 +247,6 @@ def save_results(cfg: Profile, name: str, results: Any, settings: dict[str, Any]
 
 def shipped_results(fallback: str | Path, name: str, settings: dict[str, Any]) -> Any:
     """The results :func:`save_results` wrote when the course was built, if made with ``settings``. Taught in 03."""
-    from helpers.config import FallbackError, repo_relative
-
     path = Path(fallback) / f"{name}.json"
     if not path.is_file():
         raise FallbackError(f"{repo_relative(str(path))} is missing: restore data/fallback with git or set "

@@ -18,6 +18,11 @@ from typing import Any, Sequence
 
 from helpers.config import SEED, Profile
 
+from helpers.checksums import sha256
+from helpers.config import repo_relative
+from helpers.env import gpu_info, versions
+from helpers.evaluate import DECODING
+
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from trl import SFTTrainer
 
@@ -27,8 +32,6 @@ LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate
 
 def library_versions() -> dict[str, str | None]:
     """Python and the training libraries' versions (``None`` when not installed): :func:`helpers.env.versions`."""
-    from helpers.env import versions
-
     return versions(LIBRARIES)
 
 
@@ -40,7 +43,6 @@ def hardware() -> dict[str, Any]:
         info["ram_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         info["ram_gib"] = None
-    from helpers.env import gpu_info  # the one GPU probe (00_setup's environment check uses it too)
 
     gpu = gpu_info()
     info["gpu"] = {"name": gpu["name"], "capability": "{}.{}".format(*gpu["capability"]),
@@ -61,14 +63,10 @@ def write_manifest(adapter_dir: str | Path, cfg: Profile, configs: dict[str, Any
     ``adapter_config.json`` is made portable the same way (:func:`portable_adapter_config`). ``extra`` adds
     top-level keys (05_iterate's runs add ``run``: name, what changed, validation scores, loss curves).
     """
-    from helpers.config import repo_relative
-    from helpers.models import sha256
-
     files = {}
     for f in data_files:
         p = Path(f)
         files[str(p)] = {"sha256": sha256(p), "bytes": p.stat().st_size} if p.is_file() else {"sha256": None}
-    from helpers.evaluate import DECODING
 
     manifest = {
         "profile": cfg.name,
@@ -101,8 +99,6 @@ def portable_adapter_config(adapter_dir: str | Path) -> str | None:
     (base, adapter_dir)`` does not read it, and a relative ``data/tiny-llama`` resolves from the repository root.
     Returns the value written, or None when there is no adapter config.
     """
-    from helpers.config import repo_relative
-
     path = Path(adapter_dir) / "adapter_config.json"
     if not path.is_file():
         return None

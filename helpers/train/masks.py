@@ -16,15 +16,16 @@ from typing import Any, Sequence
 from helpers.config import SEED
 from helpers.train.setup import DEFAULTS, TrainingSetupError
 
+from helpers.data.formats import DataFormatError, read_jsonl as read_rows
+from helpers.data.rows import split_path as data_split_path
+from helpers.templates import has_generation_markers
+
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a split file, read by the data stage's reader; a missing file says how to build it."""
-    from helpers.data.formats import DataFormatError
-    from helpers.data.formats import read_jsonl as read_rows
-
     path = Path(path)
     if not path.is_file():
         raise TrainingSetupError(f"{path} not found: build the splits with `python -m helpers.data` (02_dataset)")
@@ -36,8 +37,6 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 def split_path(name: str) -> Path:
     """``data/tickets/<name>.jsonl`` (``train``, ``validation`` or ``test``): :func:`helpers.data.split_path`."""
-    from helpers.data.rows import split_path as data_split_path
-
     return data_split_path(name)
 
 
@@ -71,8 +70,6 @@ class MaskReport:
 def check_assistant_masks(tokenizer: "PreTrainedTokenizerBase", rows: Sequence[dict[str, Any]], max_length: int,
                           where: str = "train") -> MaskReport:
     """Check, before training, that assistant-only loss has tokens to train on in every row. Taught in 03."""
-    from helpers.models import has_generation_markers
-
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise TrainingSetupError("the tokenizer has no chat template: load it with helpers.models.load_tokenizer(cfg) "

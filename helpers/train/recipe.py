@@ -14,11 +14,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from helpers.config import SEED, Profile
+from helpers import models  # models.load_model, looked up when called: tests replace it
 from helpers.models import free_memory
 from helpers.train.curves import LiveCurves
 from helpers.train.manifest import final_metrics, write_manifest
 from helpers.train.masks import check_assistant_masks, packing_helps, padding_fraction, split_path, to_dataset
 from helpers.train.setup import DEFAULTS, PEFT_CHECKPOINTING_WARNING, TrainDefaults, TrainingSetupError, keep_4bit_trainable, last_checkpoint, lora_config, match_adapter_dtype, precision, sft_config, trainable_parameters
+
+from helpers import memory
+from helpers.config import set_seed
+from helpers.data.rows import load_split
+from helpers.models import bnb_config, load_tokenizer, sharded_launch
 
 @dataclass
 class Fitted:
@@ -61,10 +67,6 @@ def fit(
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
-    from helpers import memory
-    from helpers.config import set_seed
-    from helpers.models import bnb_config, load_model, load_tokenizer
-
     started = time.time()
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else Path(output_dir) / "checkpoints"
     cfg, flags = precision(cfg)
@@ -75,7 +77,7 @@ def fit(
     packing = packing_helps(train_check.lengths, cfg.per_device_batch_size, defaults.packing_threshold)
 
     set_seed(seed)
-    model = load_model(cfg, quantized=cfg.load_in_4bit)
+    model = models.load_model(cfg, quantized=cfg.load_in_4bit)
     if init_adapter is not None:
         if peft_config is not None:
             raise TrainingSetupError("pass either init_adapter (continue a saved adapter) or peft_config, not both")
@@ -116,7 +118,6 @@ def fit(
     validation = {"train": train_check.summary(), "validation": eval_check.summary() if eval_check else None,
                   "padding_fraction": padding_fraction(train_check.lengths, cfg.per_device_batch_size),
                   "packing": packing}
-    from helpers.models import sharded_launch
 
     storage = cfg.bnb_compute_dtype if sharded_launch() else None  # what load_model used under FSDP / ZeRO-3
     bnb = bnb_config(cfg, quant_storage=storage) if cfg.load_in_4bit else None
@@ -148,7 +149,6 @@ def train_adapter(
     """
     output_dir = Path(output_dir)
     if train_rows is None:
-        from helpers.data.rows import load_split
 
         data_files = [split_path("train"), split_path("validation")]
         train_rows, eval_rows = load_split("train"), load_split("validation")
@@ -171,15 +171,11 @@ def quick_run(cfg: Profile, method: str, steps: int, train_rows: Sequence[dict[s
 
     from trl import SFTTrainer
 
-    from helpers import memory
-    from helpers.config import set_seed
-    from helpers.models import load_model, load_tokenizer
-
     if method not in memory.METHODS:
         raise TrainingSetupError(f"method {method!r} is not one of {', '.join(memory.METHODS)}")
     tokenizer = load_tokenizer(cfg)
     set_seed(seed)
-    model = load_model(cfg, quantized=method == "qlora")
+    model = models.load_model(cfg, quantized=method == "qlora")
     weights_mb = model.get_memory_footprint() / 2**20
     peft_config = None if method == "full" else lora_config(cfg)
     lr = cfg.learning_rate / 10 if method == "full" else cfg.learning_rate  # all weights move: a smaller step

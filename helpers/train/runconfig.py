@@ -20,6 +20,10 @@ from helpers.train.manifest import MANIFEST_NAME
 from helpers.train.masks import split_path
 from helpers.train.setup import DEFAULTS, TrainDefaults, TrainingSetupError
 
+from helpers.config import (
+    PROFILES, REPO_ROOT, artifacts_root, expand_user, get_profile, repo_relative, unwritable_folder,
+)
+
 # Keys of a run config (configs/<name>.yaml): the types each accepts and what it does. Profile fields change the
 # profile (helpers.config); TrainDefaults fields change the recipe's defaults; the rest belong to the script.
 SCRIPT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -76,8 +80,6 @@ class ScriptConfig:
 
     def profile(self) -> Profile:
         """The named profile with the file's profile fields applied."""
-        from helpers.config import get_profile
-
         changes = {k: self.values[k] for k in PROFILE_KEYS if k in self.values}
         return get_profile(self.values["profile"]).replace(**changes)
 
@@ -89,15 +91,11 @@ class ScriptConfig:
 
     def file(self, key: str, split: str) -> Path:
         """A data file: the config's path (relative ones from the repository root) or ``data/tickets/<split>.jsonl``."""
-        from helpers.config import REPO_ROOT
-
         value = self.values.get(key)
         return split_path(split) if value is None else (REPO_ROOT / Path(value).expanduser())
 
     def output_dir(self) -> Path:
         """The config's ``output_dir`` (relative ones from the repository root) or artifacts/<profile>/script."""
-        from helpers.config import REPO_ROOT, artifacts_root
-
         value = self.values.get("output_dir")
         return artifacts_root() / self.values["profile"] / "script" if value is None else REPO_ROOT / Path(value).expanduser()
 
@@ -131,10 +129,6 @@ def load_run_config(path: str | Path) -> ScriptConfig:
     import difflib
 
     import yaml
-
-    from helpers.config import PROFILES
-
-    from helpers.config import expand_user
 
     fix = "pass one of configs/<profile>.yaml, e.g. --config configs/cpu-tiny.yaml"
     try:
@@ -270,8 +264,6 @@ RUN_MARKER = ".course-run.json"
 
 def output_dir_problem(out: Path) -> str | None:
     """Why a run may not write into ``out`` (None when it may): a file, a folder no run made, no write permission."""
-    from helpers.config import REPO_ROOT, repo_relative, unwritable_folder
-
     out = Path(out)
     shown = repo_relative(str(out))
     if out.exists() and not out.is_dir():
@@ -300,8 +292,6 @@ def claim_output_dir(out: str | Path, resume: bool, log: Callable[[str], None] =
     in ``out``. A new run in the folder of an earlier one deletes nothing: the earlier adapter, manifest, checkpoints
     and logs move to ``out/previous/<time>``, and the message says so.
     """
-    from helpers.config import repo_relative
-
     out = Path(out)
     problem = output_dir_problem(out)
     if problem:

@@ -24,6 +24,13 @@ from helpers.train.masks import read_jsonl, split_path
 from helpers.train.runconfig import SCRIPT_KEYS, ScriptConfig, claim_output_dir, load_run_config
 from helpers.train.setup import TrainingSetupError, last_checkpoint, lora_config
 
+from helpers import evaluate
+from helpers.cli import path_arg
+from helpers.config import ProfileError, REPO_ROOT
+from helpers.data.validation import validate
+from helpers.memory import MemoryPreflightError
+from helpers.models import ModelLoadError, check_source, sharded_launch
+
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from transformers import TrainerCallback
 
@@ -38,8 +45,6 @@ def read_chat_rows(path: str | Path) -> list[dict[str, Any]]:
     The checks of :func:`helpers.data.validation.validate` (02_dataset): roles, an assistant answer, alternation...
     Prompt/completion rows are refused with the command that converts them.
     """
-    from helpers.data.validation import validate
-
     path = Path(path)
     if not path.is_file():
         raise TrainingSetupError(f"{path} not found: build the splits with `python -m helpers.data` (02_dataset)")
@@ -135,11 +140,6 @@ def run_script(script: ScriptConfig, resume: bool | None = None) -> dict[str, An
     continues from the newest checkpoint in ``<output_dir>/checkpoints``. Returns what the manifest's ``script``
     entry holds.
     """
-    from helpers import evaluate
-    from helpers.models import sharded_launch
-
-    from helpers.models import check_source
-
     cfg, defaults, out = script.profile(), script.defaults(), script.output_dir()
     files = [script.file("train_file", "train"), script.file("validation_file", "validation"),
              script.file("test_file", "test")]
@@ -239,8 +239,6 @@ def launch_script(config_path: str | Path, processes: int = 1, resume: bool = Fa
     """
     import subprocess
 
-    from helpers.config import REPO_ROOT
-
     script = load_run_config(config_path)  # a bad file fails here, in one line, before any process starts
     launch = f"{Path(config_path).stem}{'-resume' if resume else ''}-{processes}p"
     if fallback is not None:
@@ -281,11 +279,6 @@ def _keep_launch(script: ScriptConfig, launch: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """``python -m helpers.train --config configs/cpu-tiny.yaml [--resume]``: the pipeline as a script."""
     import argparse
-
-    from helpers.cli import path_arg
-    from helpers.config import ProfileError
-    from helpers.memory import MemoryPreflightError
-    from helpers.models import ModelLoadError
 
     parser = argparse.ArgumentParser(
         prog="python -m helpers.train",
