@@ -1,4 +1,4 @@
-"""File checksums: the SHA-256 that manifests, model folders and the builders record. Taught in 03_qlora_training.
+"""File checksums: the SHA-256 that manifests, model folders and the builders record.
 
 A run manifest hashes its data files, a model folder's ``SHA256SUMS`` is checked before it loads, and the builders
 record what they wrote: all with :func:`sha256`, read in 1 MiB chunks so a multi-GB weight file never sits in memory.

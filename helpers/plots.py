@@ -1,4 +1,4 @@
-"""Figures outside and inside a notebook: matplotlib on the Agg backend in a script or CI. Taught in 03_qlora_training.
+"""Figures outside and inside a notebook: matplotlib on the Agg backend in a script or CI (no notebook imports it).
 
 Every helper that draws (loss curves, the NF4 levels, memory bars, a confusion matrix, decision plots) gets pyplot from
 :func:`pyplot`, so a script or a test never opens a window and a notebook shows its figures inline.

@@ -1,7 +1,7 @@
 """Chat templates and their tokens: the tiny model's template, ``{% generation %}`` markers and the course's ChatML patch.
 
-Taught in 00_setup (the tiny model's template) and 02_dataset (assistant-only loss needs the markers). It sits below
-``data`` and ``models``: the dataset checks (:mod:`helpers.data.validation`), the environment check, the model
+Notebooks reach it through ``helpers.models``, which re-exports every name (02_dataset teaches the markers that
+assistant-only loss needs). It sits below ``data`` and ``models``: the dataset checks (:mod:`helpers.data.validation`), the environment check, the model
 loaders and the builders all ask it whether a template marks the assistant's turns.
 """
 
