@@ -203,7 +203,7 @@ def test_a_full_precision_load_says_what_it_takes_and_refuses_what_cannot_fit(mo
     cfg = config.get_profile("cpu-tiny")
     need = memory.load_preflight(cfg)
     assert 0 < need < 0.1 and "GiB of weights" in capsys.readouterr().out  # the 4 M-parameter model in fp32
-    monkeypatch.setattr(memory, "free_gib", lambda device: ("NVIDIA L4 (free now)", need / 2))
+    monkeypatch.setattr(memory.device, "free_gib", lambda device: ("NVIDIA L4 (free now)", need / 2))
     with pytest.raises(memory.MemoryPreflightError, match="free the models you are done with first"):
         models.load_model(cfg, quantized=False)
     seven_b = memory.PRESETS["qwen2.5-7b"]
