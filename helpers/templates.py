@@ -1,8 +1,10 @@
-"""Chat templates and their tokens: the tiny model's template, ``{% generation %}`` markers and the course's ChatML patch.
+"""Chat templates and their tokens: the tiny model's template, ``{% generation %}`` markers, which tokens are trained.
 
 Notebooks reach it through ``helpers.models``, which re-exports every name (02_dataset teaches the markers that
 assistant-only loss needs). It sits below ``data`` and ``models``: the dataset checks (:mod:`helpers.data.validation`), the environment check, the model
-loaders and the builders all ask it whether a template marks the assistant's turns.
+loaders and the builders all ask it whether a template marks the assistant's turns. :func:`turn_tokens` and
+:func:`token_stats` count the tokens of a rendered chat that assistant-only loss trains on (re-exported by
+``helpers.data``, as 02_dataset uses them).
 """
 
 from __future__ import annotations
@@ -125,3 +127,80 @@ def use_training_template(tokenizer: "PreTrainedTokenizerBase", log: Any = print
     log(f"chat template of {name}: no {{% generation %}} markers, replaced by {source} of the same template "
         "(identical text, assistant turns marked for the loss mask)")
     return True
+
+
+class TemplateError(ValueError):
+    """A tokenizer whose chat template cannot give assistant-only masks; the message says how to fix it."""
+
+
+def chat_template_of(tokenizer: Any) -> str:
+    """The tokenizer's chat template as text (the default one when there are several)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        template = template.get("default") or next(iter(template.values()), None)
+    if not template:
+        raise TemplateError("the tokenizer has no chat template: set tokenizer.chat_template (see 02_dataset, "
+                            "section 2) before rendering or training on chat rows")
+    return template
+
+
+def require_generation_markers(tokenizer: Any) -> None:
+    """Raise :class:`TemplateError` unless the chat template wraps assistant turns in ``{% generation %}``."""
+    if not has_generation_markers(chat_template_of(tokenizer)):
+        raise TemplateError(
+            "the chat template has no {% generation %} markers, so assistant-only masking is impossible "
+            "(return_assistant_tokens_mask gives all zeros and assistant_only_loss trains nothing): wrap each "
+            "assistant turn in {% generation %}...{% endgeneration %} in tokenizer.chat_template (see "
+            "helpers.models.CHAT_TEMPLATE, or trl.chat_template_utils.get_training_chat_template(tokenizer) for "
+            "templates TRL knows), or train on prompt/completion rows with completion_only_loss instead"
+        )
+
+
+def token_stats(messages_list: list[list[dict]], tokenizer: Any, max_tokens: int | None = None) -> list[
+        tuple[int, int, int] | str]:
+    """Per conversation (tokens, assistant tokens, trainable tokens after truncation) or the template's error text."""
+    limit = max_tokens if max_tokens is not None else 10**12
+    kwargs = dict(tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    results: list[tuple[int, int, int] | str] = []
+    for start in range(0, len(messages_list), 256):
+        chunk = messages_list[start:start + 256]
+        try:  # batched is ~4x faster; a row the template rejects sends its chunk through the per-row path
+            outs = tokenizer.apply_chat_template(chunk, **kwargs)
+            pairs = list(zip(outs["input_ids"], outs["assistant_masks"]))
+        except Exception:  # noqa: BLE001
+            pairs = []
+            for messages in chunk:
+                try:
+                    out = tokenizer.apply_chat_template(messages, **kwargs)
+                    pairs.append((out["input_ids"], out["assistant_masks"]))
+                except Exception as err:  # noqa: BLE001
+                    pairs.append((f"{type(err).__name__}: {err}"[:160], None))
+        for ids, mask in pairs:
+            results.append(ids if mask is None else (len(ids), int(sum(mask)), int(sum(mask[:limit]))))
+    return results
+
+
+def turn_tokens(messages: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
+    """Per message: its role, its tokens in the rendered chat and how many of them assistant-only loss trains on.
+
+    Taught in 02_dataset. Each turn's span is the growth of the rendered prefix (messages ``[:k]``), so the spans add up
+    to the whole conversation; a template that renders a prefix differently from the start of the whole chat (one
+    that looks ahead) raises :class:`TemplateError`.
+    """
+    require_generation_markers(tokenizer)
+    kwargs = dict(tokenize=True, return_dict=True)
+    full = tokenizer.apply_chat_template(messages, return_assistant_tokens_mask=True, **kwargs)
+    ids, mask = list(full["input_ids"]), list(full["assistant_masks"])
+    out, start = [], 0
+    for k, message in enumerate(messages, start=1):
+        prefix = list(tokenizer.apply_chat_template(messages[:k], **kwargs)["input_ids"])
+        if prefix != ids[:len(prefix)] or len(prefix) < start:
+            raise TemplateError(f"the chat template renders messages[:{k}] differently from the start of the whole "
+                                f"conversation, so tokens cannot be assigned to turns")
+        out.append({"turn": k - 1, "role": message.get("role"), "tokens": len(prefix) - start,
+                    "trained": int(sum(mask[start:len(prefix)]))})
+        start = len(prefix)
+    if start != len(ids):  # tokens after the last turn (a template's closing text)
+        out.append({"turn": len(messages), "role": "(template end)", "tokens": len(ids) - start,
+                    "trained": int(sum(mask[start:]))})
+    return out

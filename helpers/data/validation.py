@@ -40,7 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.templates import has_generation_markers
+from helpers.templates import (  # re-exported: data.TemplateError, data.turn_tokens, validation.token_stats ...
+    TemplateError, chat_template_of, require_generation_markers, token_stats, turn_tokens,
+)
 
 # code -> what it means; every code has a test in tests/test_data_validate.py that triggers it.
 ERROR_CODES: dict[str, str] = {
@@ -100,10 +102,6 @@ OPENAI_TOP_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functi
 OPENAI_MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call",
                                  "refusal"})
 OPENAI_ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
-
-
-class TemplateError(ValueError):
-    """A tokenizer whose chat template cannot give assistant-only masks; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -615,53 +613,6 @@ def _check_line(row: RowResult, raw: bytes, is_last: bool, openai: bool) -> None
 # --------------------------------------------------------------------------------------------- tokenizer checks
 
 
-def chat_template_of(tokenizer: Any) -> str:
-    """The tokenizer's chat template as text (the default one when there are several)."""
-    template = getattr(tokenizer, "chat_template", None)
-    if isinstance(template, dict):
-        template = template.get("default") or next(iter(template.values()), None)
-    if not template:
-        raise TemplateError("the tokenizer has no chat template: set tokenizer.chat_template (see 02_dataset, "
-                            "section 2) before rendering or training on chat rows")
-    return template
-
-
-def require_generation_markers(tokenizer: Any) -> None:
-    """Raise :class:`TemplateError` unless the chat template wraps assistant turns in ``{% generation %}``."""
-    if not has_generation_markers(chat_template_of(tokenizer)):
-        raise TemplateError(
-            "the chat template has no {% generation %} markers, so assistant-only masking is impossible "
-            "(return_assistant_tokens_mask gives all zeros and assistant_only_loss trains nothing): wrap each "
-            "assistant turn in {% generation %}...{% endgeneration %} in tokenizer.chat_template (see "
-            "helpers.models.CHAT_TEMPLATE, or trl.chat_template_utils.get_training_chat_template(tokenizer) for "
-            "templates TRL knows), or train on prompt/completion rows with completion_only_loss instead"
-        )
-
-
-def token_stats(messages_list: list[list[dict]], tokenizer: Any, max_tokens: int | None = None) -> list[
-        tuple[int, int, int] | str]:
-    """Per conversation (tokens, assistant tokens, trainable tokens after truncation) or the template's error text."""
-    limit = max_tokens if max_tokens is not None else 10**12
-    kwargs = dict(tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-    results: list[tuple[int, int, int] | str] = []
-    for start in range(0, len(messages_list), 256):
-        chunk = messages_list[start:start + 256]
-        try:  # batched is ~4x faster; a row the template rejects sends its chunk through the per-row path
-            outs = tokenizer.apply_chat_template(chunk, **kwargs)
-            pairs = list(zip(outs["input_ids"], outs["assistant_masks"]))
-        except Exception:  # noqa: BLE001
-            pairs = []
-            for messages in chunk:
-                try:
-                    out = tokenizer.apply_chat_template(messages, **kwargs)
-                    pairs.append((out["input_ids"], out["assistant_masks"]))
-                except Exception as err:  # noqa: BLE001
-                    pairs.append((f"{type(err).__name__}: {err}"[:160], None))
-        for ids, mask in pairs:
-            results.append(ids if mask is None else (len(ids), int(sum(mask)), int(sum(mask[:limit]))))
-    return results
-
-
 def check_tokens(report: ValidationReport, tokenizer: Any, max_tokens: int | None = None) -> ValidationReport:
     """Add token counts, ``too_long`` warnings and ``no_trainable_tokens`` errors to the valid rows of a report."""
     require_generation_markers(tokenizer)
@@ -682,29 +633,3 @@ def check_tokens(report: ValidationReport, tokenizer: Any, max_tokens: int | Non
             row.problems.append(Problem(row.line, "no_trainable_tokens", f"0 trainable tokens ({why}): "
                                                                          f"shorten the prompt or raise the max length"))
     return report
-
-
-def turn_tokens(messages: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
-    """Per message: its role, its tokens in the rendered chat and how many of them assistant-only loss trains on.
-
-    Taught in 02_dataset. Each turn's span is the growth of the rendered prefix (messages ``[:k]``), so the spans add up
-    to the whole conversation; a template that renders a prefix differently from the start of the whole chat (one
-    that looks ahead) raises :class:`TemplateError`.
-    """
-    require_generation_markers(tokenizer)
-    kwargs = dict(tokenize=True, return_dict=True)
-    full = tokenizer.apply_chat_template(messages, return_assistant_tokens_mask=True, **kwargs)
-    ids, mask = list(full["input_ids"]), list(full["assistant_masks"])
-    out, start = [], 0
-    for k, message in enumerate(messages, start=1):
-        prefix = list(tokenizer.apply_chat_template(messages[:k], **kwargs)["input_ids"])
-        if prefix != ids[:len(prefix)] or len(prefix) < start:
-            raise TemplateError(f"the chat template renders messages[:{k}] differently from the start of the whole "
-                                f"conversation, so tokens cannot be assigned to turns")
-        out.append({"turn": k - 1, "role": message.get("role"), "tokens": len(prefix) - start,
-                    "trained": int(sum(mask[start:len(prefix)]))})
-        start = len(prefix)
-    if start != len(ids):  # tokens after the last turn (a template's closing text)
-        out.append({"turn": len(messages), "role": "(template end)", "tokens": len(ids) - start,
-                    "trained": int(sum(mask[start:]))})
-    return out
