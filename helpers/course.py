@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from helpers.cli import path_arg
+from helpers.colab import on_colab
 from helpers.config import (METRICS_DIR_VAR, NOTEBOOK_VAR, NOTEBOOKS_DIR, REPO_ROOT, RUNS_DIR, ProfileError,
                             resolve_profile_name)
-
-from helpers.colab import on_colab
 from helpers.config import FALLBACK_ENV_VAR, fallback_dir, repo_relative, unwritable_folder
 from helpers.evaluate.ledger import LEDGER_NAME, ledger_markdown
 

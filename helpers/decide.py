@@ -16,11 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from helpers import config, evaluate, memory
 from helpers.config import DATA_DIR, REPO_ROOT
 from helpers.data.generate import CATEGORIES, SYSTEM_PROMPT, TICKET_SCHEMA
 from helpers.data.rows import answer_of, ticket_text
-
-from helpers import config, evaluate, memory
 from helpers.plots import _pyplot
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time

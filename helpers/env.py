@@ -10,10 +10,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from helpers.config import REPO_ROOT, Profile, bf16_fallback
-
 from helpers.colab import listed_dependencies
-from helpers.config import ProfileError, get_profile
+from helpers.config import REPO_ROOT, Profile, ProfileError, bf16_fallback, get_profile
 from helpers.templates import has_generation_markers
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")

@@ -15,24 +15,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from helpers.build import cpu_model  # cpu_model.build, looked up when called: tests replace it
-from helpers.build.tiny import pretraining_steps
-from helpers.cli import path_arg
+from helpers.build.cpu_model import CpuModelError
+from helpers.build.tiny import TinyRecipe, build_tiny, pretraining_steps
 from helpers.checksums import sha256
-from helpers.config import CPU_MODEL_NAME, TINY_MODEL_DIR, Profile
+from helpers.cli import path_arg
+from helpers.config import CPU_MODEL_NAME, TINY_MODEL_DIR, Profile, unwritable_folder
+from helpers.data.rows import load_split
+from helpers.memory import load_preflight
+from helpers.plots import _pyplot
 from helpers.templates import (  # the chat template and its marker checks: re-exported, as 00 and 02 use them here
     CHAT_TEMPLATE, CHATML_MARKED, CHATML_TURN, EOS, GENERATION_MARKER, PAD, RENDER_CHECKS, SPECIAL_TOKENS,
     has_generation_markers, mark_chatml_template, rendering_differences, use_training_template,
 )
 
-from helpers.build.cpu_model import CpuModelError
-from helpers.build.tiny import TinyRecipe, build_tiny
-from helpers.config import unwritable_folder
-from helpers.data.rows import load_split
-from helpers.memory import load_preflight
-from helpers.plots import _pyplot
-
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
+
 
 class ModelLoadError(RuntimeError):
     """A model or tokenizer that cannot be loaded; the message names it and the fix."""

@@ -10,10 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from helpers.config import TICKETS_DIR
 from helpers.checksums import sha256
-
-from helpers.config import SEED
+from helpers.config import SEED, TICKETS_DIR
 from helpers.data import generate
 from helpers.data.clean import CleanConfig, balance_report, clean_file
 from helpers.data.formats import read_jsonl, write_jsonl

@@ -13,7 +13,6 @@ the commit, the machine, each notebook's runtime and every file's SHA-256. With 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -23,22 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from helpers import course
+from helpers.checksums import sha256
 from helpers.cli import path_arg
 from helpers.config import (ARTIFACTS_ENV_VAR, FALLBACK_DIR, FALLBACK_ENV_VAR, PROFILE_ENV_VAR, REPO_ROOT,
                             unwritable_folder)
-
-from helpers import course
 from helpers.train import copy_fallback, hardware, library_versions
 
 NOTEBOOKS = ("03", "05", "07", "08")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # 05's runs whose adapters a later cell loads (5.11's test split; 06's second adapter): the others ship their manifest.
 RUNS_WITH_ADAPTER = ("continue-control", "continue-fix")
-
-
-def sha256(path: Path) -> str:
-    """The SHA-256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _copy(source: Path, target: Path, names: tuple[str, ...]) -> None:

@@ -22,12 +22,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from helpers.checksums import sha256
 from helpers.cli import path_arg
 from helpers.config import TINY_MODEL_DIR, unwritable_folder
-from helpers.checksums import sha256
-from helpers.templates import CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS
-
 from helpers.data.generate import NAMES, ORDER_FORMATS, PRODUCTS, STREETS, SURNAMES, make_ticket, pretraining_texts
+from helpers.templates import CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

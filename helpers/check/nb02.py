@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 from helpers.check._core import report, unanswered
-
 from helpers.data import balance_report, clean, ticket_text
 
 

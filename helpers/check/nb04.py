@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from helpers.check._core import report, unanswered
-
 from helpers import evaluate
+from helpers.check._core import report, unanswered
 
 FEW_TICKETS = 25  # exercise 4.2: the interval on the first 25 test tickets
 

@@ -8,7 +8,6 @@ import statistics
 from typing import Any, Mapping, Sequence
 
 from helpers.check._core import report, unanswered
-
 from helpers.data import answer_of, ticket_text
 from helpers.evaluate import json_reward
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numbers
 from typing import Any, Sequence
 
-from helpers.check._core import report, unanswered
-
 from helpers import memory, train
+from helpers.check._core import report, unanswered
 from helpers.train import batched_padding
 
 SMALL_GPU = "L4 24 GB"  # the 24 GB card of memory.GPUS

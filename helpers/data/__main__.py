@@ -13,9 +13,7 @@ from typing import Any
 
 from helpers.build.dataset import BUILD_FILES, BUILD_N, build  # noqa: F401 - the build lives with the builders
 from helpers.cli import path_arg
-from helpers.config import TICKETS_DIR
-
-from helpers.config import expand_user
+from helpers.config import TICKETS_DIR, expand_user
 from helpers.data.clean import CleanConfig, PII_SET, check_outputs, clean_file, pii_scores, read_pii_set
 from helpers.data.formats import (
     DataFormatError, convert, detect_format, jsonl_writer, read_rows, write_csv, write_files, write_jsonl,

@@ -14,7 +14,6 @@ import re
 from typing import Any, Callable
 
 from helpers.data.clean import user_text
-
 from helpers.data.generate import CATEGORIES, ISSUES, PRIORITIES, PRODUCTS, make_ticket, to_row
 
 Row = dict[str, Any]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from helpers.config import unwritable
-
 from helpers.data.formats import DataFormatError, jsonl_writer, write_files
 from helpers.data.validation import check_row, display_path, surrogate_where, validate
 

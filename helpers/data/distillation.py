@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Sequence
 
+from helpers.data.answers import is_grounded, parse_json
 from helpers.data.generate import (
     CATEGORIES,
     FIELDS,
@@ -35,8 +36,6 @@ from helpers.data.generate import (
     cue_sentences,
     template_pattern,
 )
-
-from helpers.data.answers import is_grounded, parse_json
 
 SOURCE = "distilled"
 GROUNDED = ("order_id", "product")  # values that must be read from the ticket, never invented

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 from helpers.data import validation  # validation.FIFO_WAIT_S, read when called: tests shorten it
-
 from helpers.data.validation import (
     MAX_FILE_BYTES, ValidationReport, _read, chat_template_of, display_path, surrogate_where, validate,
 )

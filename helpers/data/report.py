@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from helpers.data.clean import balance_report
-
 from helpers.data.validation import require_generation_markers, token_stats
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from helpers.config import TICKETS_DIR
-
 from helpers.data.formats import read_jsonl
 
 # What ``python -m helpers.data build`` writes to data/tickets/: the three splits first, then the stages before them.

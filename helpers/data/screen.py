@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from helpers.config import DATA_DIR
-from helpers.data.generate import PRODUCTS
-
 from helpers.data.clean import CleanResult, user_text
+from helpers.data.generate import PRODUCTS
 
 KINDS = ("unsafe", "biased", "off_topic")  # the order of seriousness: a text gets the first kind that matches
 LABELS = ("clean", *KINDS)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from helpers.evaluate.common import INVALID, EvaluationError
-
 from helpers.data.generate import CATEGORIES
+from helpers.evaluate.common import INVALID, EvaluationError
 from helpers.plots import _pyplot
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time

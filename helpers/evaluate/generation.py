@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from helpers.evaluate.common import EvaluationError
-
 from helpers.data.rows import answer_of, ticket_text
+from helpers.evaluate.common import EvaluationError
 
 
 # ---------------------------------------------------------------------------------------------------- rows

@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 from unittest import mock
 
+from helpers.data import generate
+from helpers.data.clean import normalise_whitespace, scrub_pii
 from helpers.evaluate.common import INVALID, EvaluationError
 from helpers.evaluate.grounding import is_grounded
 from helpers.evaluate.metrics import parse_json, unicode_tokens
-
-from helpers.data import generate
-from helpers.data.clean import normalise_whitespace, scrub_pii
 
 if TYPE_CHECKING:
     import pandas as pd

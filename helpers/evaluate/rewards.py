@@ -25,12 +25,11 @@ import json
 from functools import lru_cache
 from typing import Any, Sequence
 
+from helpers.config import set_seed
 from helpers.evaluate.common import FIELD_KEYS, EvaluationError
+from helpers.evaluate.generation import conversations_from_rows, generate, references_from_rows, tickets_from_rows
 from helpers.evaluate.grounding import GROUNDED_FIELDS, is_grounded
 from helpers.evaluate.metrics import _schema_errors, _schema_validator, parse_json
-
-from helpers.config import set_seed
-from helpers.evaluate.generation import conversations_from_rows, generate, references_from_rows, tickets_from_rows
 
 REWARD_WEIGHTS: dict[str, float] = {"schema_reward": 0.25, "field_reward": 0.75, "grounding_penalty": 1.0}
 

@@ -7,18 +7,17 @@ with the training chat template and the end/pad ids.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from helpers.config import PROFILES, Profile
-from helpers.models import free_memory
-from helpers.models import load_model, load_tokenizer
+from helpers.models import free_memory, load_model, load_tokenizer
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from peft import PeftModel
     from transformers import PreTrainedModel
     from transformers import PreTrainedTokenizerBase
+
 
 HALF_DTYPES = ("float16", "bfloat16")
 MERGE_DTYPES = ("float32", *HALF_DTYPES)

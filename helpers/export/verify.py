@@ -15,8 +15,7 @@ from helpers.config import Profile
 from helpers.data.generate import SYSTEM_PROMPT
 from helpers.evaluate.generation import generate_tokens
 from helpers.export.merge import ExportError, _base_profile, _ids, _serving_tokenizer, load_full_base
-from helpers.models import free_memory
-from helpers.models import saved_chat_template
+from helpers.models import free_memory, saved_chat_template
 
 # Largest |logit difference| allowed between base + adapter and the merged model, as a fraction of the largest
 # |logit|. Unmerged, a layer computes x @ W + (x @ A) @ B * s; merged, x @ (W + B @ A * s): the same sum in another

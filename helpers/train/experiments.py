@@ -10,15 +10,14 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from helpers import evaluate
 from helpers.config import SEED, Profile
 from helpers.models import free_memory
 from helpers.train.curves import LiveCurves
 from helpers.train.fallback import _WHERE_NOT_WHAT, _inputs_sha, _shipped_run
-from helpers.train.recipe import fit
 from helpers.train.manifest import MANIFEST_NAME, RUN_COLUMNS, Run, write_manifest
+from helpers.train.recipe import fit
 from helpers.train.setup import TrainingSetupError
-
-from helpers import evaluate
 
 class _quiet_progress:
     """Context manager: no ``datasets`` or ``transformers`` progress bars inside (restored after)."""

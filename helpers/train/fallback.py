@@ -14,14 +14,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from helpers.config import Profile
+from helpers.config import FallbackError, Profile, artifacts_dir, repo_relative
 from helpers.train.manifest import MANIFEST_NAME, Run
 from helpers.train.runconfig import ScriptConfig, claim_output_dir
 
-from helpers.config import FallbackError, artifacts_dir, repo_relative
-
 if TYPE_CHECKING:
     from helpers.train.curves import LiveCurves
+
 
 # Settings that say where or how verbosely a run was made, not what it learned: a shipped run may differ in them.
 _WHERE_NOT_WHAT = ("output_dir", "logging_dir", "run_name", "disable_tqdm", "report_to", "dataloader_pin_memory",

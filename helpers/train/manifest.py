@@ -7,24 +7,22 @@ Taught in 03_qlora_training: :func:`write_manifest` records everything needed to
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 import json
 import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-from helpers.config import SEED, Profile
+from typing import TYPE_CHECKING, Any, Sequence
 
 from helpers.checksums import sha256
-from helpers.config import repo_relative
+from helpers.config import SEED, Profile, repo_relative
 from helpers.env import gpu_info, versions
 from helpers.evaluate import DECODING
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from trl import SFTTrainer
+
 
 MANIFEST_NAME = "run_manifest.json"
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")

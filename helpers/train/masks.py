@@ -7,22 +7,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from helpers.config import SEED
-from helpers.train.setup import DEFAULTS, TrainingSetupError
-
 from helpers.data.formats import DataFormatError, read_jsonl as read_rows
 from helpers.data.rows import split_path as data_split_path
 from helpers.templates import has_generation_markers
+from helpers.train.setup import DEFAULTS, TrainingSetupError
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
+
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a split file, read by the data stage's reader; a missing file says how to build it."""

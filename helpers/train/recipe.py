@@ -13,18 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from helpers.config import SEED, Profile
 from helpers import models  # models.load_model, looked up when called: tests replace it
-from helpers.models import free_memory
+from helpers import memory
+from helpers.config import SEED, Profile, set_seed
+from helpers.data.rows import load_split
+from helpers.models import bnb_config, free_memory, load_tokenizer, sharded_launch
 from helpers.train.curves import LiveCurves
 from helpers.train.manifest import final_metrics, write_manifest
 from helpers.train.masks import check_assistant_masks, packing_helps, padding_fraction, split_path, to_dataset
 from helpers.train.setup import DEFAULTS, PEFT_CHECKPOINTING_WARNING, TrainDefaults, TrainingSetupError, keep_4bit_trainable, last_checkpoint, lora_config, match_adapter_dtype, precision, sft_config, trainable_parameters
-
-from helpers import memory
-from helpers.config import set_seed
-from helpers.data.rows import load_split
-from helpers.models import bnb_config, load_tokenizer, sharded_launch
 
 @dataclass
 class Fitted:

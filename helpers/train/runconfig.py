@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from helpers.config import SEED, Profile
-from helpers.train.manifest import MANIFEST_NAME
-from helpers.train.masks import split_path
-from helpers.train.setup import DEFAULTS, TrainDefaults, TrainingSetupError
-
 from helpers.config import (
     PROFILES, REPO_ROOT, artifacts_root, expand_user, get_profile, repo_relative, unwritable_folder,
 )
+from helpers.train.manifest import MANIFEST_NAME
+from helpers.train.masks import split_path
+from helpers.train.setup import DEFAULTS, TrainDefaults, TrainingSetupError
 
 # Keys of a run config (configs/<name>.yaml): the types each accepts and what it does. Profile fields change the
 # profile (helpers.config); TrainDefaults fields change the recipe's defaults; the rest belong to the script.

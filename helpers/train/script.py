@@ -7,32 +7,30 @@ terminal, and :func:`main` is the command line (``helpers/train/__main__.py``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 import json
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
-
-from helpers.config import SEED, Profile
-from helpers.train.curves import LiveCurves
-from helpers.train.fallback import _shipped_launch
-from helpers.train.recipe import fit
-from helpers.train.manifest import MANIFEST_NAME, write_manifest
-from helpers.train.masks import read_jsonl, split_path
-from helpers.train.runconfig import SCRIPT_KEYS, ScriptConfig, claim_output_dir, load_run_config
-from helpers.train.setup import TrainingSetupError, last_checkpoint, lora_config
+from typing import TYPE_CHECKING, Any, Callable
 
 from helpers import evaluate
 from helpers.cli import path_arg
-from helpers.config import ProfileError, REPO_ROOT
+from helpers.config import REPO_ROOT, SEED, Profile, ProfileError
 from helpers.data.validation import validate
 from helpers.memory import MemoryPreflightError
 from helpers.models import ModelLoadError, check_source, sharded_launch
+from helpers.train.curves import LiveCurves
+from helpers.train.fallback import _shipped_launch
+from helpers.train.manifest import MANIFEST_NAME, write_manifest
+from helpers.train.masks import read_jsonl, split_path
+from helpers.train.recipe import fit
+from helpers.train.runconfig import SCRIPT_KEYS, ScriptConfig, claim_output_dir, load_run_config
+from helpers.train.setup import TrainingSetupError, last_checkpoint, lora_config
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from transformers import TrainerCallback
+
 
 def _rank() -> int:
     """This process's rank in a distributed launch (``accelerate launch`` and torchrun set ``RANK``); 0 alone."""

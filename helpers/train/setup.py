@@ -8,10 +8,9 @@ for the GPU at hand, and the model helpers (:func:`keep_4bit_trainable`, :func:`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from helpers.config import SEED, Profile, bf16_fallback
 
@@ -19,6 +18,7 @@ if TYPE_CHECKING:  # heavy imports stay out of module import time
     from peft import LoraConfig
     from transformers import PreTrainedModel
     from trl import SFTConfig
+
 
 class TrainingSetupError(ValueError):
     """A training setup that would fail or silently train on nothing; the message names what, where and the fix."""
