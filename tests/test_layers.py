@@ -54,3 +54,16 @@ def test_the_layers_contract_holds():
     command = [str(lint)] if lint.is_file() else [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"]
     run = subprocess.run([*command, "--no-cache"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+def test_every_module_of_helpers_is_in_a_layer():
+    import tomllib
+
+    contract = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    layered = {m.strip() for layer in contract["layers"] for m in layer.replace(":", "|").split("|")}
+    modules = {".".join(p.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+               for p in HELPERS.rglob("*.py")}
+    containers = {"helpers", "helpers.build"}  # packages whose __init__ holds nothing but a docstring and setup
+    outside = sorted(m for m in modules - containers
+                     if not any(m == layer or m.startswith(layer + ".") for layer in layered))
+    assert not outside, f"modules in no layer of pyproject.toml's [tool.importlinter] contract: {outside}"
