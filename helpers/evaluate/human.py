@@ -27,7 +27,8 @@ def same_form(answer: str) -> str:
     """An answer as the reviewers see it: a JSON object re-written one way for every system, else marked raw text.
 
     Two systems that print the same object with different spacing or key quoting would be told apart at a glance;
-    re-written with the same separators (keys in the answer's order), only the content differs. Taught in 04.
+    re-written with the same separators (keys in the answer's order), only the content differs. Used by
+    :func:`human_eval_sheet`; 04 names it in prose.
     """
     parsed = parse_json(answer)
     if parsed is None:
