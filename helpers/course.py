@@ -4,6 +4,8 @@
 its ``parameters`` cell, saves executed copies to ``runs/<timestamp>/``, and writes ``report.md`` and ``report.html``
 with each notebook's status, runtime, key metrics (from :func:`record`) and plots.
 
+``python -m helpers.course readme [RUN_DIR]`` writes a run's results into ``README.md`` (:mod:`helpers.readme`).
+
 ``python -m helpers.course student [--out DIR] [--check]`` writes the student version of every notebook to
 ``student/`` (each ``solution`` cell replaced by its ``starter``, ``hidden-check`` cells removed, no outputs) and its
 answer key to ``docs/solutions/``; ``--check`` writes nothing and exits 1 naming every stale or missing file.
@@ -30,6 +32,7 @@ from helpers.config import (METRICS_DIR_VAR, NOTEBOOK_VAR, NOTEBOOKS_DIR, REPO_R
                             resolve_profile_name)
 from helpers.config import FALLBACK_ENV_VAR, fallback_dir, repo_relative, unwritable_folder
 from helpers.evaluate.ledger import LEDGER_NAME, ledger_markdown
+from helpers.readme import RUN_INFO, ReadmeError, latest_run, run_info, update_readme
 
 BENCH_RESULTS = REPO_ROOT / "bench" / "results.md"  # the benchmarks' latest figures (bench/results.py writes it)
 
@@ -287,6 +290,8 @@ def run_course(profile: str = "auto", only: list[str] | None = None, keep_going:
     notebooks = find_notebooks(folder, only)
     run_dir = runs_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
+    # stamped before the first notebook: the commit and machine the run started on (helpers.readme reads it)
+    (run_dir / RUN_INFO).write_text(json.dumps(run_info(profile, fallback), indent=2) + "\n")
     print(f"course run -> {run_dir} (profile {profile}, {len(notebooks)} notebooks"
           f"{', fallback: no training' if fallback else ''})", flush=True)
     results: list[NotebookResult] = []
@@ -457,7 +462,7 @@ def _seconds(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``run``, ``list`` and ``student``."""
+    """Command line: ``run``, ``list``, ``readme`` and ``student``."""
     parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks in order and write a report")
@@ -469,6 +474,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--fallback", action="store_true",
                      help="skip the training cells: use the results shipped in data/fallback (cpu-tiny only)")
     sub.add_parser("list", help="list the notebooks")
+    readme = sub.add_parser("readme", help="write a run's results into README.md (and, for a complete cpu-tiny run, "
+                                           "the notebooks' runtimes)")
+    readme.add_argument("run_dir", nargs="?", type=path_arg, help="runs/<timestamp> (default: the newest run)")
+    readme.add_argument("--note", default="", help="what the numbers need beside them, e.g. 'make test ran beside it'")
     student = sub.add_parser("student", help="write the student notebooks (student/) and answer keys "
                                              "(docs/solutions/) from notebooks/")
     student.add_argument("--out", type=path_arg, default=REPO_ROOT,
@@ -479,6 +488,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for path in find_notebooks():
             print(path.name)
+        return 0
+    if args.command == "readme":
+        try:
+            changed = update_readme(args.run_dir or latest_run(RUNS_DIR), note=args.note)
+        except ReadmeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        for path in changed:
+            print(f"written: {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}")
+        if any(p.suffix == ".ipynb" for p in changed):
+            print("notebooks changed: run `make student` to regenerate the student version")
         return 0
     if args.command == "student":
         problem = None if args.check else _output_folder_problem(args.out)

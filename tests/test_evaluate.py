@@ -241,10 +241,24 @@ def test_human_eval_sheet_is_blind_and_its_key_maps_back(tmp_path):
         k = key[row["item"]]
         i = int(k["example_index"])
         assert row["ticket"] == tickets[i]
-        assert row["answer_A"] == (base[i] if k["A"] == "base" else tuned[i])
+        assert row["answer_A"] == ev.same_form(base[i] if k["A"] == "base" else tuned[i])
     assert {k["A"] for k in key.values()} == {"base", "tuned"}  # both orders occur
     assert [int(k["example_index"]) for k in key.values()] != list(range(20))  # rows are shuffled
     assert "ticket &lt;0&gt;" in paths["html"].read_text(encoding="utf-8")
+
+
+def test_human_eval_sheet_shows_both_systems_in_one_form(tmp_path):
+    # the same object printed two ways (spacing, a fence) looks the same on the sheet: only content tells them apart
+    tight, loose = '{"category":"billing","order_id":null}', '```json\n{ "category" : "billing",\n "order_id": null }\n```'
+    assert ev.same_form(tight) == ev.same_form(loose) == '{"category": "billing", "order_id": null}'
+    assert ev.same_form("Sure! The category is billing.") == ev.NOT_JSON + "Sure! The category is billing."
+    assert ev.tells_apart([tight, "prose", tight], [loose, loose, "prose"]) == 2
+    paths = ev.human_eval_sheet(["t1", "t2"], [tight, tight], [loose, loose], tmp_path, names=("prompted", "tuned"))
+    sheet = list(csv.DictReader(paths["csv"].open(encoding="utf-8")))
+    assert {row["answer_A"] for row in sheet} == {row["answer_B"] for row in sheet} == {ev.same_form(tight)}
+    assert {row["A"] for row in csv.DictReader(paths["key"].open(encoding="utf-8"))} <= {"prompted", "tuned"}
+    with pytest.raises(ev.EvaluationError, match="two different"):
+        ev.human_eval_sheet(["t"], [tight], [loose], tmp_path, names=("a", "a"))
 
 
 def test_extend_decision_table_appends_and_replaces_by_approach(tmp_path):

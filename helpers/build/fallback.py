@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from helpers.checksums import sha256
 from helpers.cli import path_arg
 from helpers.config import (ARTIFACTS_ENV_VAR, FALLBACK_DIR, FALLBACK_ENV_VAR, PROFILE_ENV_VAR, REPO_ROOT,
                             unwritable_folder)
+from helpers.readme import git_commit
 from helpers.train import copy_fallback, hardware, library_versions
 
 NOTEBOOKS = ("03", "05", "07", "08")
@@ -84,17 +84,6 @@ def collect(artifacts: Path, out: Path, notebooks: tuple[str, ...] = NOTEBOOKS) 
     return sorted(p for p in out.rglob("*") if p.is_file() and p.name != "FALLBACK.json")
 
 
-def _commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "helpers", "notebooks"], cwd=REPO_ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def build(out: Path = FALLBACK_DIR / "cpu-tiny", keep: Path | None = None,
           only: tuple[str, ...] | None = None) -> Path:
     """Run 03, 05, 07 and 08 on cpu-tiny (training), collect their results into ``out``; return its FALLBACK.json.
@@ -120,7 +109,7 @@ def build(out: Path = FALLBACK_DIR / "cpu-tiny", keep: Path | None = None,
     seconds = {r["name"]: round(r["seconds"], 1) for r in json.loads(reports[-1].read_text())}
     files = collect(work / "artifacts", out, notebooks)
     made = {"command": "python -m helpers.build.fallback" + (f" --only {' '.join(notebooks)}" if only else ""),
-            "made_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit()}
+            "made_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": git_commit()}
     if only:
         record = json.loads((out / "FALLBACK.json").read_text())
         record["notebook_seconds"].update(seconds)

@@ -16,7 +16,7 @@ One module per topic; every public name is importable from ``helpers.evaluate`` 
 - ``ab``: :func:`paired_bootstrap`, :func:`plot_ab`, and a change in words (:func:`describe_change`)
 - ``judge``: the judge prompt, verdict parsing, :func:`judge_pairwise` and the judges
 - ``canaries``: forgetting checks (:class:`Canary`, :func:`run_canaries`, :func:`default_canaries`)
-- ``human``: :func:`human_eval_sheet`
+- ``human``: :func:`human_eval_sheet`, :func:`same_form`, :func:`tells_apart`
 - ``decision``: :func:`extend_decision_table`, 05's :func:`ship_rule` for a data fix
 - ``baselines``: the majority answer, and accuracy split by whether the ticket names the value
 - ``grounding``: extracted values the ticket does not contain (hallucinations)
@@ -84,7 +84,7 @@ from helpers.evaluate.canaries import (
     default_canaries,
     run_canaries,
 )
-from helpers.evaluate.human import RUBRIC_COLUMNS, human_eval_sheet
+from helpers.evaluate.human import NOT_JSON, RUBRIC_COLUMNS, human_eval_sheet, same_form, tells_apart
 from helpers.evaluate.decision import SHIP_MAX_DROP, extend_decision_table, ship_rule
 from helpers.evaluate.baselines import (
     NAMED_RULES,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import random
 from pathlib import Path
 from typing import Any, Sequence
 
 from helpers.evaluate.common import EvaluationError
+from helpers.evaluate.metrics import parse_json
 
 
 RUBRIC_COLUMNS = (
@@ -18,6 +20,27 @@ RUBRIC_COLUMNS = (
 )
 
 
+NOT_JSON = "(not a JSON object) "  # how an answer that does not parse is shown: the raw text after this mark
+
+
+def same_form(answer: str) -> str:
+    """An answer as the reviewers see it: a JSON object re-written one way for every system, else marked raw text.
+
+    Two systems that print the same object with different spacing or key quoting would be told apart at a glance;
+    re-written with the same separators (keys in the answer's order), only the content differs. Used by
+    :func:`human_eval_sheet`; 04 names it in prose.
+    """
+    parsed = parse_json(answer)
+    if parsed is None:
+        return NOT_JSON + answer.strip()
+    return json.dumps(parsed, ensure_ascii=False)
+
+
+def tells_apart(answers_a: Sequence[str], answers_b: Sequence[str]) -> int:
+    """How many rows a reviewer can unblind by the form alone: one answer is a JSON object and the other is not."""
+    return sum((parse_json(a) is None) != (parse_json(b) is None) for a, b in zip(answers_a, answers_b))
+
+
 def human_eval_sheet(
     tickets: Sequence[str],
     answers_base: Sequence[str],
@@ -25,14 +48,19 @@ def human_eval_sheet(
     out_dir: Path | str,
     seed: int = 0,
     limit: int | None = None,
+    names: tuple[str, str] = ("base", "tuned"),
 ) -> dict[str, Path]:
     """Blind A/B review sheet (CSV + HTML) with rubric columns and a separate hidden key. Taught in 04_evaluation.
 
     Rows are shuffled and each row's A/B order is random (seeded); ``key.csv`` maps every item back to the systems
-    and must not be shown to reviewers.
+    (``names``) and must not be shown to reviewers. Both answers are shown in the same form (:func:`same_form`), so
+    only their content tells them apart; a row where one is JSON and the other is not stays recognisable
+    (:func:`tells_apart` counts them: compare two systems that both write JSON for a sheet that is blind).
     """
     if not (len(tickets) == len(answers_base) == len(answers_tuned)):
         raise EvaluationError("tickets, answers_base and answers_tuned must have the same length")
+    if len(names) != 2 or names[0] == names[1]:
+        raise EvaluationError(f"names must be two different system names, not {names!r}")
     rng = random.Random(seed)
     order = list(range(len(tickets)))
     rng.shuffle(order)
@@ -43,10 +71,10 @@ def human_eval_sheet(
     for item, i in enumerate(order, start=1):
         base_first = rng.random() < 0.5
         a, b = (answers_base[i], answers_tuned[i]) if base_first else (answers_tuned[i], answers_base[i])
-        sheet.append({"item": item, "ticket": tickets[i], "answer_A": a, "answer_B": b,
+        sheet.append({"item": item, "ticket": tickets[i], "answer_A": same_form(a), "answer_B": same_form(b),
                       **dict.fromkeys(RUBRIC_COLUMNS, "")})
-        key.append({"item": item, "example_index": i, "A": "base" if base_first else "tuned",
-                    "B": "tuned" if base_first else "base"})
+        key.append({"item": item, "example_index": i, "A": names[0] if base_first else names[1],
+                    "B": names[1] if base_first else names[0]})
     paths = {"csv": out / "sheet.csv", "html": out / "sheet.html", "key": out / "key.csv"}
     for path, rows in ((paths["csv"], sheet), (paths["key"], key)):
         with path.open("w", newline="", encoding="utf-8") as f:

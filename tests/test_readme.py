@@ -1,0 +1,99 @@
+"""`python -m helpers.course readme`: the README's results and the notebooks' runtimes come from a run's report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from helpers import course, readme
+from helpers.config import NOTEBOOKS_DIR, REPO_ROOT
+
+NAMES = [p.stem for p in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))]
+
+
+def _run(tmp_path, profile="cpu-tiny", fallback=False, failed=None):
+    run_dir = tmp_path / "runs" / "20261206-120000"
+    run_dir.mkdir(parents=True)
+    results = [{"name": name, "status": "failed" if name == failed else "ok", "seconds": 61.0 + i, "failed_cell": 7,
+                "error": "", "metrics": {}, "images": []} for i, name in enumerate(NAMES)]
+    results[3]["metrics"] = {"json_valid_base": 0.0, "json_valid_tuned": 1.0, "steps": 500,
+                             "field_accuracy_base": 0.0, "field_accuracy_tuned": 0.6521, "field_accuracy_majority": 0.445,
+                             "order_id_named_tuned": 0.0}
+    results[7]["metrics"] = {"pairs": 183, "field_accuracy": {"sft": 0.657, "dpo": 0.647},
+                             "json_reward": {"sft": 0.5}, "invented_order_ids": {"sft": 35, "dpo": 30}}
+    (run_dir / "report.json").write_text(json.dumps(results))
+    (run_dir / readme.RUN_INFO).write_text(json.dumps({"commit": "abc1234", "date": "2026-12-06 12:00 UTC",
+                                                       "machine": "a CPU, 2 cores", "profile": profile,
+                                                       "fallback": fallback}))
+    return run_dir
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A copy of the README and the notebooks to write into."""
+    shutil.copy(REPO_ROOT / "README.md", tmp_path / "README.md")
+    shutil.copytree(NOTEBOOKS_DIR, tmp_path / "notebooks")
+    return tmp_path
+
+
+def test_block_table_runtimes_and_time_lines_come_from_the_run(repo, tmp_path):
+    run_dir = _run(tmp_path)
+    changed = readme.update_readme(run_dir, repo / "README.md", repo / "notebooks", note="make test ran beside it")
+    text = (repo / "README.md").read_text()
+    block = text.split("<!-- course-run:cpu-tiny:begin -->", 1)[1].split("<!-- course-run:cpu-tiny:end -->")[0]
+    assert "commit `abc1234`, 2026-12-06 12:00 UTC, on a CPU, 2 cores; make test ran beside it" in block
+    assert f"{len(NAMES)} of {len(NAMES)} notebooks ok" in block
+    assert "| 03_qlora_training | ok | 1 min 4 s | test valid JSON 0% → 100% after 500 steps; test field accuracy " \
+           "0.000 → 0.652 (majority answer 0.445)" in block
+    assert "test field accuracy: sft 0.657, dpo 0.647; json_reward: sft 0.500; invented order ids: sft 35, dpo 30" in block
+    assert "| 00_setup | ok | 1 min 1 s | — |" in block  # nothing recorded: nothing said, nothing typed
+    assert "(notebooks/03_qlora_training.ipynb) |" in text and "| 1 min 4 s | [![Open in Colab]" in text
+    first = "".join(json.loads((repo / "notebooks" / "03_qlora_training.ipynb").read_text())["cells"][0]["source"])
+    assert "`cpu-tiny` about 1 min 4 s on 2 CPU cores" in first
+    assert repo / "README.md" in changed and len(changed) == 1 + len(NAMES)
+    # a second run replaces the block instead of adding one
+    assert readme.update_readme(run_dir, repo / "README.md", repo / "notebooks", note="make test ran beside it") == []
+
+
+def test_fallback_and_other_profiles_write_their_own_block_only(repo, tmp_path):
+    before = (repo / "README.md").read_text()
+    run_dir = _run(tmp_path, fallback=True)
+    readme.update_readme(run_dir, repo / "README.md", repo / "notebooks")
+    after = (repo / "README.md").read_text()
+    assert "with `--fallback`" in after.split("<!-- course-run:cpu-tiny-fallback:begin -->")[1]
+    assert after.split("<!-- course-run:cpu-tiny-fallback:begin -->")[0] == \
+        before.split("<!-- course-run:cpu-tiny-fallback:begin -->")[0]  # the table's (non-fallback) runtimes stay
+    first = "".join(json.loads((repo / "notebooks" / "07_preference_tuning.ipynb").read_text())["cells"][0]["source"])
+    assert "1 min 8 s with `USE_FALLBACK = True`" in first
+    cpu_run = _run(tmp_path / "cpu", profile="cpu", failed="07_preference_tuning")
+    with pytest.raises(readme.ReadmeError, match="no <!-- course-run:cpu:begin -->"):
+        readme.update_readme(cpu_run, repo / "README.md", repo / "notebooks")  # no block for it yet: named
+    (repo / "README.md").write_text(after + "\n<!-- course-run:cpu:begin -->\n<!-- course-run:cpu:end -->\n")
+    changed = readme.update_readme(cpu_run, repo / "README.md", repo / "notebooks")
+    assert changed == [repo / "README.md"]  # another profile: its block, never the cpu-tiny runtimes
+    assert "| 07_preference_tuning | FAILED at cell 7 |" in (repo / "README.md").read_text()
+
+
+def test_errors_name_the_folder_and_the_fix(tmp_path, repo):
+    with pytest.raises(readme.ReadmeError, match="make course"):
+        readme.latest_run(tmp_path / "none")
+    run_dir = _run(tmp_path)
+    (run_dir / readme.RUN_INFO).unlink()
+    with pytest.raises(readme.ReadmeError, match="run.json not found"):
+        readme.update_readme(run_dir, repo / "README.md", repo / "notebooks")
+    (run_dir / readme.RUN_INFO).write_text("{")
+    with pytest.raises(readme.ReadmeError, match="not the JSON"):
+        readme.update_readme(run_dir, repo / "README.md", repo / "notebooks")
+    with pytest.raises(readme.ReadmeError, match="no <!-- course-run:x:begin -->"):
+        readme.replace_block("text", "<!-- course-run:x:begin -->", "<!-- course-run:x:end -->", "b", "README.md")
+    assert course.main(["readme", str(tmp_path / "missing")]) == 2
+
+
+def test_the_readme_holds_a_block_for_each_measured_profile():
+    text = (REPO_ROOT / "README.md").read_text()
+    for name in ("cpu-tiny", "cpu-tiny-fallback"):
+        begin, end = f"<!-- course-run:{name}:begin -->", f"<!-- course-run:{name}:end -->"
+        assert begin in text and end in text
+        assert "Written by `python -m helpers.course readme`" in text.split(begin)[1].split(end)[0]
