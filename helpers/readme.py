@@ -23,6 +23,7 @@ from typing import Any
 from helpers.config import NOTEBOOKS_DIR, REPO_ROOT
 
 README = REPO_ROOT / "README.md"
+INSTRUCTOR = REPO_ROOT / "docs" / "instructor.md"  # its Times table: one CPU column per mode
 RUN_INFO = "run.json"  # beside report.json in every course run folder
 TABLE_PROFILE = "cpu-tiny"  # the profile of the README's "CPU runtime" column and the notebooks' Time lines
 
@@ -199,8 +200,12 @@ def replace_block(text: str, begin: str, end: str, body: str, where: str) -> str
 
 
 def update_readme(run_dir: Path, readme: Path = README, notebooks: Path = NOTEBOOKS_DIR,
-                  note: str = "") -> list[Path]:
-    """Write a run's block into the README (and, for a complete cpu-tiny run, the runtimes); return the files changed."""
+                  note: str = "", instructor: Path = INSTRUCTOR) -> list[Path]:
+    """Write a run's block into the README (and, for a complete cpu-tiny run, the runtimes); return the files changed.
+
+    The runtimes of a complete cpu-tiny run go to the README's notebook table (not with ``--fallback``), to each
+    notebook's ``**Time:**`` line and to the instructor guide's Times table (one column per mode).
+    """
     info, results = load_run(run_dir)
     readme = Path(readme)
     text = readme.read_text(encoding="utf-8")
@@ -215,10 +220,28 @@ def update_readme(run_dir: Path, readme: Path = README, notebooks: Path = NOTEBO
                 new = row.sub(lambda m: m.group(1) + runtime(r["seconds"]) + m.group(3), new)
             if _set_time_line(notebooks / f"{r['name']}.ipynb", r["seconds"], bool(info.get("fallback"))):
                 changed.append(notebooks / f"{r['name']}.ipynb")
+        if _set_instructor_times(Path(instructor), results, bool(info.get("fallback"))):
+            changed.append(Path(instructor))
     if new != text:
         readme.write_text(new, encoding="utf-8")
         changed.insert(0, readme)
     return changed
+
+
+def _set_instructor_times(path: Path, results: list[dict[str, Any]], fallback: bool) -> bool:
+    """Write runtimes into the instructor guide's table: column 2 (every cell trains) or 3 (``--fallback``)."""
+    text = path.read_text(encoding="utf-8")
+    new = text
+    for r in results:
+        row = re.compile(rf"^(\| {re.escape(r['name'])} \| )([^|]+)( \| )([^|]+)( \|)", re.M)
+        if not row.search(new):
+            raise ReadmeError(f"{path} has no Times row for {r['name']}: add `| {r['name']} | ... | ... | ... |`")
+        new = row.sub(lambda m: m.group(1) + (m.group(2) if fallback else runtime(r["seconds"])) + m.group(3)
+                      + (runtime(r["seconds"]) if fallback else m.group(4)) + m.group(5), new)
+    if new == text:
+        return False
+    path.write_text(new, encoding="utf-8")
+    return True
 
 
 def _set_time_line(path: Path, seconds: float, fallback: bool) -> bool:

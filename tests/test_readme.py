@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -30,17 +31,23 @@ def _run(tmp_path, profile="cpu-tiny", fallback=False, failed=None):
     return run_dir
 
 
+def _update(run_dir, repo, **kwargs):
+    return readme.update_readme(run_dir, repo / "README.md", repo / "notebooks", instructor=repo / "instructor.md",
+                                **kwargs)
+
+
 @pytest.fixture
 def repo(tmp_path):
     """A copy of the README and the notebooks to write into."""
     shutil.copy(REPO_ROOT / "README.md", tmp_path / "README.md")
     shutil.copytree(NOTEBOOKS_DIR, tmp_path / "notebooks")
+    shutil.copy(readme.INSTRUCTOR, tmp_path / "instructor.md")
     return tmp_path
 
 
 def test_block_table_runtimes_and_time_lines_come_from_the_run(repo, tmp_path):
     run_dir = _run(tmp_path)
-    changed = readme.update_readme(run_dir, repo / "README.md", repo / "notebooks", note="make test ran beside it")
+    changed = _update(run_dir, repo, note="make test ran beside it")
     text = (repo / "README.md").read_text()
     block = text.split("<!-- course-run:cpu-tiny:begin -->", 1)[1].split("<!-- course-run:cpu-tiny:end -->")[0]
     assert "commit `abc1234`, 2026-12-06 12:00 UTC, on a CPU, 2 cores; make test ran beside it" in block
@@ -52,26 +59,29 @@ def test_block_table_runtimes_and_time_lines_come_from_the_run(repo, tmp_path):
     assert "(notebooks/03_qlora_training.ipynb) |" in text and "| 1 min 4 s | [![Open in Colab]" in text
     first = "".join(json.loads((repo / "notebooks" / "03_qlora_training.ipynb").read_text())["cells"][0]["source"])
     assert "`cpu-tiny` about 1 min 4 s on 2 CPU cores" in first
-    assert repo / "README.md" in changed and len(changed) == 1 + len(NAMES)
+    assert "| 03_qlora_training | 1 min 4 s | — |" in (repo / "instructor.md").read_text()
+    assert repo / "README.md" in changed and len(changed) == 2 + len(NAMES)
     # a second run replaces the block instead of adding one
-    assert readme.update_readme(run_dir, repo / "README.md", repo / "notebooks", note="make test ran beside it") == []
+    assert _update(run_dir, repo, note="make test ran beside it") == []
 
 
 def test_fallback_and_other_profiles_write_their_own_block_only(repo, tmp_path):
     before = (repo / "README.md").read_text()
     run_dir = _run(tmp_path, fallback=True)
-    readme.update_readme(run_dir, repo / "README.md", repo / "notebooks")
+    _update(run_dir, repo)
     after = (repo / "README.md").read_text()
     assert "with `--fallback`" in after.split("<!-- course-run:cpu-tiny-fallback:begin -->")[1]
     assert after.split("<!-- course-run:cpu-tiny-fallback:begin -->")[0] == \
         before.split("<!-- course-run:cpu-tiny-fallback:begin -->")[0]  # the table's (non-fallback) runtimes stay
     first = "".join(json.loads((repo / "notebooks" / "07_preference_tuning.ipynb").read_text())["cells"][0]["source"])
     assert "1 min 8 s with `USE_FALLBACK = True`" in first
+    instructor = (repo / "instructor.md").read_text()
+    assert re.search(r"^\| 07_preference_tuning \| [^|]+ \| 1 min 8 s \|", instructor, re.M)  # the fallback column
     cpu_run = _run(tmp_path / "cpu", profile="cpu", failed="07_preference_tuning")
     with pytest.raises(readme.ReadmeError, match="no <!-- course-run:cpu:begin -->"):
-        readme.update_readme(cpu_run, repo / "README.md", repo / "notebooks")  # no block for it yet: named
+        _update(cpu_run, repo)  # no block for it yet: named
     (repo / "README.md").write_text(after + "\n<!-- course-run:cpu:begin -->\n<!-- course-run:cpu:end -->\n")
-    changed = readme.update_readme(cpu_run, repo / "README.md", repo / "notebooks")
+    changed = _update(cpu_run, repo)
     assert changed == [repo / "README.md"]  # another profile: its block, never the cpu-tiny runtimes
     assert "| 07_preference_tuning | FAILED at cell 7 |" in (repo / "README.md").read_text()
 
@@ -82,10 +92,10 @@ def test_errors_name_the_folder_and_the_fix(tmp_path, repo):
     run_dir = _run(tmp_path)
     (run_dir / readme.RUN_INFO).unlink()
     with pytest.raises(readme.ReadmeError, match="run.json not found"):
-        readme.update_readme(run_dir, repo / "README.md", repo / "notebooks")
+        _update(run_dir, repo)
     (run_dir / readme.RUN_INFO).write_text("{")
     with pytest.raises(readme.ReadmeError, match="not the JSON"):
-        readme.update_readme(run_dir, repo / "README.md", repo / "notebooks")
+        _update(run_dir, repo)
     with pytest.raises(readme.ReadmeError, match="no <!-- course-run:x:begin -->"):
         readme.replace_block("text", "<!-- course-run:x:begin -->", "<!-- course-run:x:end -->", "b", "README.md")
     assert course.main(["readme", str(tmp_path / "missing")]) == 2
