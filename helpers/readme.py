@@ -107,6 +107,10 @@ def _num(v: float) -> str:
     return f"{v:.3f}"
 
 
+def _sig(v: float) -> str:
+    return f"{v:.4g}"
+
+
 def _by_system(values: dict[str, float]) -> str:
     return ", ".join(f"{name} {_num(v)}" for name, v in values.items())
 
@@ -114,7 +118,7 @@ def _by_system(values: dict[str, float]) -> str:
 # Sentences rendered from what each notebook recorded; a sentence whose numbers a run did not record is left out.
 SENTENCES: dict[str, list[tuple[str, Any]]] = {
     "00_setup": [("the tiny model: {params_m} M parameters, {footprint_mb} MB in fp32 and {footprint_4bit_mb} MB in "
-                  "NF4; held-out perplexity {heldout_perplexity}", None)],
+                  "NF4; held-out perplexity {heldout_perplexity}", _sig)],
     "01_decide": [("validation field accuracy: zero-shot {zero_shot_field_accuracy}, few-shot "
                    "{few_shot_field_accuracy}, JSON schema {json_schema_field_accuracy}, retrieved examples {rag_examples_field_accuracy}, majority answer "
                    "{majority_field_accuracy}; best prompt: {best_prompt}; recommendation: {recommendation}", _num),
