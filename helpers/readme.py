@@ -111,10 +111,6 @@ def _sig(v: float) -> str:
     return f"{v:.4g}"
 
 
-def _by_system(values: dict[str, float]) -> str:
-    return ", ".join(f"{name} {_num(v)}" for name, v in values.items())
-
-
 # Sentences rendered from what each notebook recorded; a sentence whose numbers a run did not record is left out.
 SENTENCES: dict[str, list[tuple[str, Any]]] = {
     "00_setup": [("the tiny model: {params_m} M parameters, {footprint_mb} MB in fp32 and {footprint_4bit_mb} MB in "
@@ -152,13 +148,9 @@ SENTENCES: dict[str, list[tuple[str, Any]]] = {
 
 
 def _value(value: Any, fmt: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
+    """One recorded value in words: floats by ``fmt`` (3 decimals by default), a dict as 'name value, ...'."""
     if isinstance(value, dict):
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
-            return _by_system(value) if any(isinstance(v, float) for v in value.values()) else \
-                ", ".join(f"{k} {v}" for k, v in value.items())
-        return ", ".join(f"{k} {v}" for k, v in value.items())
+        return ", ".join(f"{name} {_value(v, fmt)}" for name, v in value.items())
     if isinstance(value, float):
         return (fmt or _num)(value)
     return str(value)
@@ -236,12 +228,18 @@ def _set_instructor_times(path: Path, results: list[dict[str, Any]], fallback: b
     """Write runtimes into the instructor guide's table: column 2 (every cell trains) or 3 (``--fallback``)."""
     text = path.read_text(encoding="utf-8")
     new = text
+    column = 2 if fallback else 1  # | notebook | cpu-tiny | cpu-tiny --fallback | GPU profiles |
     for r in results:
-        row = re.compile(rf"^(\| {re.escape(r['name'])} \| )([^|]+)( \| )([^|]+)( \|)", re.M)
+        row = re.compile(rf"^\| {re.escape(r['name'])} \|[^|\n]+\|[^|\n]+\|", re.M)
         if not row.search(new):
             raise ReadmeError(f"{path} has no Times row for {r['name']}: add `| {r['name']} | ... | ... | ... |`")
-        new = row.sub(lambda m: m.group(1) + (m.group(2) if fallback else runtime(r["seconds"])) + m.group(3)
-                      + (runtime(r["seconds"]) if fallback else m.group(4)) + m.group(5), new)
+
+        def put(m: re.Match, seconds: float = r["seconds"]) -> str:
+            cells = m.group(0).split("|")
+            cells[1 + column] = f" {runtime(seconds)} "
+            return "|".join(cells)
+
+        new = row.sub(put, new)
     if new == text:
         return False
     path.write_text(new, encoding="utf-8")
