@@ -19,7 +19,7 @@ from helpers.build.cpu_model import CpuModelError
 from helpers.build.tiny import TinyRecipe, build_tiny, pretraining_steps
 from helpers.checksums import sha256
 from helpers.cli import path_arg
-from helpers.config import CPU_MODEL_NAME, TINY_MODEL_DIR, Profile, unwritable_folder
+from helpers.config import CPU_MODEL_NAME, TINY_MODEL_DIR, Profile, artifacts_dir, unwritable_folder
 from helpers.data.rows import load_split
 from helpers.memory import load_preflight
 from helpers.plots import _pyplot
@@ -34,6 +34,10 @@ if TYPE_CHECKING:  # heavy imports stay out of module import time
 
 class ModelLoadError(RuntimeError):
     """A model or tokenizer that cannot be loaded; the message names it and the fix."""
+
+
+class NonFiniteLogitsError(ModelLoadError):
+    """NaN or inf logits right after loading: the model overflows in this dtype on this device (fp16 on a T4)."""
 
 
 
@@ -191,7 +195,34 @@ def saved_chat_template(folder: str | Path) -> str | None:
 def load_model(
     cfg: Profile, quantized: bool = True, model_id: str | None = None
 ) -> "PreTrainedModel":
-    """Load the profile's model, in 4-bit NF4 (the QLoRA base) or in the profile's dtype. Taught in 00_setup."""
+    """Load the profile's model, in 4-bit NF4 (the QLoRA base) or in the profile's dtype. Taught in 00_setup.
+
+    In fp16 the logits are checked right after loading (:func:`check_finite_logits`); a model that overflows is
+    recorded and loaded again with fp32 compute, the known-good setting, with a message (and later loads of it on
+    this GPU go to fp32 at once; :func:`helpers.train.precision` reads the same record for the trainer's flags).
+    """
+    half = "float16" in (cfg.torch_dtype, cfg.bnb_compute_dtype if quantized else cfg.torch_dtype)
+    verdict = recorded_fp16_verdict(cfg) if half else None
+    if verdict is not None and not verdict["finite"]:
+        print(f"{cfg.model_id} overflows in fp16 on this GPU (recorded: {verdict['detail']}): loaded with fp32 "
+              f"compute, the known-good setting (slower, finite)")
+        return _load_model(cfg.replace(torch_dtype="float32", bnb_compute_dtype="float32"), quantized, model_id)
+    model = _load_model(cfg, quantized, model_id)
+    if half:
+        try:
+            check_finite_logits(model)
+        except NonFiniteLogitsError as err:
+            detail = record_fp16_verdict(cfg, False, str(err).split(": the model")[0])["detail"]
+            del model
+            free_memory()
+            print(f"{detail}: {cfg.model_id} overflows in fp16 on this GPU; recorded, and loaded again with fp32 "
+                  f"compute, the known-good setting (slower, finite)")
+            return _load_model(cfg.replace(torch_dtype="float32", bnb_compute_dtype="float32"), quantized, model_id)
+    return model
+
+
+def _load_model(cfg: Profile, quantized: bool, model_id: str | None) -> "PreTrainedModel":
+    """:func:`load_model` without the fp16 check: the model as the profile's dtypes make it."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -219,8 +250,6 @@ def load_model(
         raise ModelLoadError(f"cannot load model {model_id!r}: {_first_line(err)}") from None
     if not quantized and cfg.device == "cuda" and not sharded:
         model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-    if "float16" in (cfg.torch_dtype, cfg.bnb_compute_dtype if quantized else cfg.torch_dtype):
-        check_finite_logits(model)
     return model
 
 
@@ -273,12 +302,79 @@ def check_finite_logits(model: "PreTrainedModel", tokenizer: "PreTrainedTokenize
     finite = torch.isfinite(logits)
     if not bool(finite.all()):
         bad = int((~finite).sum())
-        raise ModelLoadError(
+        raise NonFiniteLogitsError(
             f"{bad} of {logits.numel()} logits are NaN/inf after loading {model.config.name_or_path!r} with "
             f"{model.dtype}: the model overflows in fp16 on this GPU; fix: compute in fp32 "
-            "(cfg = cfg.replace(torch_dtype='float32', bnb_compute_dtype='float32'): slower, always finite) or "
+            "(models.load_model and train.precision run this check and switch to fp32 by themselves; by hand: "
+            "cfg = cfg.replace(torch_dtype='float32', bnb_compute_dtype='float32'): slower, always finite) or "
             "use a GPU with bf16 (compute capability >= 8: L4, A100, H100)")
     return float(logits.abs().max())
+
+
+FP16_VERDICTS = "fp16_verdicts.json"  # in artifacts/<profile>/: the fp16 check's outcome per model, GPU and versions
+
+
+def _fp16_key(model_id: str) -> str:
+    """What an fp16 verdict holds for: the model, the GPU, and the torch / transformers / bitsandbytes versions."""
+    import importlib.metadata as md
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    versions = []
+    for package in ("torch", "transformers", "bitsandbytes"):
+        try:
+            versions.append(f"{package} {md.version(package)}")
+        except md.PackageNotFoundError:
+            versions.append(f"{package} -")
+    return f"{model_id} | {gpu} | {', '.join(versions)}"
+
+
+def recorded_fp16_verdict(cfg: Profile) -> dict[str, Any] | None:
+    """The recorded outcome of :func:`fp16_verdict` for this profile's model here, or None when none is recorded."""
+    path = artifacts_dir(cfg) / FP16_VERDICTS
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get(_fp16_key(cfg.model_id))
+    except (json.JSONDecodeError, AttributeError):
+        return None  # a damaged record is checked again, and rewritten
+
+
+def record_fp16_verdict(cfg: Profile, finite: bool, detail: str) -> dict[str, Any]:
+    """Write the fp16 check's outcome for this profile's model on this GPU (see :func:`fp16_verdict`)."""
+    path = artifacts_dir(cfg) / FP16_VERDICTS
+    try:
+        known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except json.JSONDecodeError:
+        known = {}
+    verdict = {"finite": bool(finite), "detail": detail}
+    known[_fp16_key(cfg.model_id)] = verdict
+    path.write_text(json.dumps(known, indent=1) + "\n", encoding="utf-8")
+    return verdict
+
+
+def fp16_verdict(cfg: Profile) -> dict[str, Any]:
+    """Does the profile's model give finite logits in fp16 here? Load it as training does, check, record.
+
+    Qwen2 models are reported to overflow in fp16 on GPUs without bf16 (Qwen issues 826 and 868: NaN logits, "!!!!"
+    answers). The fused attention kernels (SDPA, transformers' default, and FlashAttention) accumulate in fp32 and avoid
+    the overflow that the eager implementation hits (transformers PR 33317); where the network still overflows, the
+    known-good setting is fp32 compute. :func:`helpers.train.precision` calls this once per model, GPU and library
+    versions (the outcome is kept in ``artifacts/<profile>/fp16_verdicts.json``) and switches to fp32 when it fails.
+    """
+    recorded = recorded_fp16_verdict(cfg)
+    if recorded is not None:
+        return recorded
+    model = _load_model(cfg, True, None)  # as training loads it: 4-bit, the profile's compute dtype
+    try:
+        largest = check_finite_logits(model)
+    except NonFiniteLogitsError as err:
+        return record_fp16_verdict(cfg, False, str(err).split(": the model")[0])
+    finally:
+        del model
+        free_memory()
+    return record_fp16_verdict(cfg, True, f"finite logits in fp16, the largest |logit| {largest:.1f}")
 
 
 def _first_line(err: BaseException) -> str:

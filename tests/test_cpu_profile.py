@@ -100,7 +100,7 @@ def test_the_profile_is_offline_and_auto_still_picks_the_tiny_model_without_a_gp
 def test_bf16_on_a_cpu_sets_the_trainers_cpu_flag():
     cfg = config.get_profile("cpu").replace(bnb_compute_dtype="bfloat16")
     assert train.precision(cfg)[1] == {"bf16": True, "fp16": False, "use_cpu": True}
-    assert train.precision(config.get_profile("cpu"))[1] == {"bf16": False, "fp16": False}
+    assert train.precision(config.get_profile("cpu"))[1] == {"bf16": False, "fp16": False, "use_cpu": True}
 
 
 # ---------------------------------------------------------------------------------------------------- the cpu tier

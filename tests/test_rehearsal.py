@@ -388,3 +388,45 @@ def test_turn_tokens_train_every_assistant_turn_with_the_hub_template(stand_ins,
     full = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     assert sum(t["tokens"] for t in turns) == len(full["input_ids"])
     assert [t["trained"] > 0 for t in turns] == [m["role"] == "assistant" for m in messages]
+
+
+def _overflowing_copy(stand_in: Path, folder: Path) -> Path:
+    """The stand-in saved with one final-norm weight above fp16's largest value (65504): finite in fp32, inf in fp16."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(stand_in, dtype=torch.float32)
+    with torch.no_grad():
+        model.model.norm.weight[0] = 7e4
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(stand_in).save_pretrained(folder)
+    return folder
+
+
+def test_a_model_that_overflows_in_fp16_is_loaded_again_in_fp32_and_recorded(stand_ins, tmp_path, monkeypatch,
+                                                                               capsys):
+    import torch
+
+    monkeypatch.setenv(config.ARTIFACTS_ENV_VAR, str(tmp_path / "artifacts"))
+    base = on_cpu("t4", stand_ins)
+    overflowing = base.replace(model_id=str(_overflowing_copy(Path(base.model_id), tmp_path / "overflows")),
+                               torch_dtype="float16", bnb_compute_dtype="float16")
+    with pytest.raises(models.NonFiniteLogitsError):  # what the check sees in fp16
+        models.check_finite_logits(models._load_model(overflowing, False, None))
+    model = models.load_model(overflowing, quantized=False)  # checked, recorded, loaded again in fp32
+    assert model.dtype == torch.float32 and models.check_finite_logits(model) > 0
+    assert "loaded again with fp32 compute" in capsys.readouterr().out
+    assert models.recorded_fp16_verdict(overflowing)["finite"] is False
+    assert models.load_model(overflowing, quantized=False).dtype == torch.float32  # the record: fp32 at once
+    assert "recorded" in capsys.readouterr().out
+    messages: list[str] = []
+    switched, flags = train.precision(overflowing, capability=(7, 5), log=messages.append,
+                                      fp16_check=models.fp16_verdict)
+    assert (switched.torch_dtype, switched.bnb_compute_dtype, flags) == ("float32", "float32",
+                                                                         {"bf16": False, "fp16": False})
+    assert "switched to fp32 compute" in messages[0]
+    # the same model without the overflow keeps fp16 (checked once in 4-bit, as training loads it)
+    fine = base.replace(torch_dtype="float16", bnb_compute_dtype="float16")
+    kept, flags = train.precision(fine, capability=(7, 5), log=messages.append, fp16_check=models.fp16_verdict)
+    assert kept == fine and flags == {"bf16": False, "fp16": True}
+    assert models.recorded_fp16_verdict(fine)["finite"] is True

@@ -137,7 +137,7 @@ def test_bf16_below_compute_capability_8_switches_to_fp16():
     assert flags == {"bf16": False, "fp16": True} and "fp16" in messages[0]
     cfg, flags = train.precision(config.get_profile("a100"), capability=(8, 0), log=messages.append)
     assert cfg.bnb_compute_dtype == "bfloat16" and flags == {"bf16": True, "fp16": False} and len(messages) == 1
-    assert train.precision(config.get_profile("cpu-tiny"))[1] == {"bf16": False, "fp16": False}
+    assert train.precision(config.get_profile("cpu-tiny"))[1] == {"bf16": False, "fp16": False, "use_cpu": True}
 
 
 def test_live_curves_is_a_plain_class_that_answers_every_trainer_event():

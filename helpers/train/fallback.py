@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 # Settings that say where or how verbosely a run was made, not what it learned: a shipped run may differ in them.
 _WHERE_NOT_WHAT = ("output_dir", "logging_dir", "run_name", "disable_tqdm", "report_to", "dataloader_pin_memory",
                    "save_strategy", "save_steps", "save_total_limit", "load_best_model_at_end", "hub_", "push_to_hub",
-                   "resume_from_checkpoint", "logging_", "log_level", "trackio", "project")
+                   "resume_from_checkpoint", "logging_", "log_level", "trackio", "project",
+                   "use_cpu")  # use_cpu: a CPU profile stays on the CPU on a machine with a GPU too (train.precision)
 
 
 def _run_settings(args: Any) -> dict[str, Any]:

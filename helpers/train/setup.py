@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from helpers import models
 from helpers.config import SEED, Profile, bf16_fallback
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
@@ -58,19 +59,27 @@ def lora_config(cfg: Profile, dropout: float = DEFAULTS.lora_dropout,
                       bias="none", task_type="CAUSAL_LM")
 
 
-def precision(cfg: Profile, capability: tuple[int, int] | None = None, log: Callable[[str], None] = print
-              ) -> tuple[Profile, dict[str, bool]]:
+def precision(cfg: Profile, capability: tuple[int, int] | None = None, log: Callable[[str], None] = print,
+              fp16_check: Callable[[Profile], dict[str, Any]] | None = None) -> tuple[Profile, dict[str, bool]]:
     """The profile with bf16 switched to fp16 below compute capability 8, and the trainer's bf16/fp16 flags. Taught in 03.
 
     ``capability`` is the GPU's (major, minor); ``None`` reads it from CUDA (no GPU: fp32 training, both flags off).
+    On a GPU that computes in fp16 (a T4), the model is checked for NaN/inf logits first (``fp16_check``, by default
+    :func:`helpers.models.fp16_verdict`: once per model, GPU and library versions, then read from its record); a
+    model that overflows is switched to fp32 compute, the known-good setting, with a message. An explicit
+    ``capability`` (a rehearsal without that GPU) checks only when ``fp16_check`` is given.
     """
-    if capability is None and cfg.device == "cuda":
+    on_device = capability is None and cfg.device == "cuda"
+    if on_device:
         import torch
 
         capability = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
-    if capability is None:  # a CPU: fp32, or bf16 autocast when the profile asks for it (the Trainer needs use_cpu)
+    if capability is None:  # a CPU: fp32, or bf16 autocast when the profile asks for it
         half = cfg.bnb_compute_dtype if cfg.load_in_4bit else cfg.torch_dtype
-        return cfg, ({"bf16": True, "fp16": False, "use_cpu": True} if cfg.device == "cpu" and half == "bfloat16"
+        bf16 = cfg.device == "cpu" and half == "bfloat16"
+        # use_cpu: a CPU profile trains on the CPU even on a machine with a GPU (03's method comparison runs cpu-tiny on
+        # every profile; without it the Trainer moves the model to the GPU, and refuses a 4-bit one loaded on the CPU)
+        return cfg, ({"bf16": bf16, "fp16": False, "use_cpu": True} if cfg.device == "cpu"
                      else {"bf16": False, "fp16": False})
     fallback = bf16_fallback(cfg, capability)  # the one bf16 rule: compute capability, not is_bf16_supported()
     if fallback is not None:
@@ -78,6 +87,13 @@ def precision(cfg: Profile, capability: tuple[int, int] | None = None, log: Call
             f"to fp16 (torch_dtype and bnb_4bit_compute_dtype)")
         cfg = fallback
     half = cfg.bnb_compute_dtype if cfg.load_in_4bit else cfg.torch_dtype
+    if half == "float16" and (fp16_check is not None or on_device):
+        verdict = (fp16_check or models.fp16_verdict)(cfg)
+        if not verdict["finite"]:
+            log(f"{cfg.model_id} overflows in fp16 on this GPU ({verdict['detail']}): profile {cfg.name!r} switched "
+                f"to fp32 compute (torch_dtype and bnb_4bit_compute_dtype), the known-good setting: finite, and "
+                f"slower (a T4 computes fp32 at about an eighth of its fp16 rate)")
+            return cfg.replace(torch_dtype="float32", bnb_compute_dtype="float32"), {"bf16": False, "fp16": False}
     return cfg, {"bf16": half == "bfloat16", "fp16": half == "float16"}
 
 
