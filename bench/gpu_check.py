@@ -6,7 +6,8 @@ No hub access is needed. For each profile, ``helpers.models.build_stand_in`` bui
 profile's real architecture at its published size (Qwen2.5-1.5B for ``t4``, Qwen2.5-7B for ``l4`` and ``a100``; from
 the committed ``data/model-configs/*/config.json``) with Qwen2.5's chat template, then the notebooks' path runs:
 
-1. 4-bit NF4 load (``models.load_model``) and a finite-logits check in the profile's compute dtype (fp16 for t4);
+1. ``train.precision``'s fp16 check (t4: one 4-bit forward pass, NaN/inf -> fp32 compute; its verdict is reported),
+   4-bit NF4 load (``models.load_model``) and a finite-logits check in the profile's compute dtype (fp16 for t4);
 2. ``--steps`` QLoRA steps through ``SFTTrainer`` with the profile's sizes (rows filled to ``max_seq_length``, so the
    memory estimate's batch x sequence is what runs): seconds per step, tokens per second, and the measured peak
    (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``) next to ``helpers.memory``'s estimate;
@@ -257,6 +258,8 @@ def check_profile(name: str, steps: int, real_steps: int, workdir: Path, cpu: bo
     all_losses = losses + real_losses
     return {
         "profile": name, "model": base.model_id, "params_b": round(params / 1e9, 2),
+        # fp16 (t4): train.precision's check of one forward pass, run on this GPU (None: bf16 or fp32, no check)
+        "fp16_check": (models.recorded_fp16_verdict(cfg) or {}).get("detail") if not cpu else None,
         "compute_dtype": cfg.bnb_compute_dtype, "flags": flags, "batch": cfg.per_device_batch_size,
         "grad_accum": cfg.gradient_accumulation_steps, "seq_len": cfg.max_seq_length,
         "build_s": round(build_s, 1), "load_4bit_s": round(load_s, 1), "max_abs_logit": round(max_logit, 2),
@@ -283,14 +286,14 @@ def write_results(results: list[dict], device: str, path: Path, versions: dict[s
              f"{r['batch']} x {r['grad_accum']} x {r['seq_len']}", r["s_per_step"], r["train_tokens_per_s"],
              pct(r, "mfu"), r["peak_gib"], r["est_gib"], r["est_over_peak"],
              f"{r['real_row_tokens_mean']:.0f}", r["real_s_per_step"], r["real_train_tokens_per_s"], pct(r, "real_mfu"),
-             r["real_peak_gib"], r["gen_new_tokens_per_s"]] for r in results]
+             r["real_peak_gib"], r["gen_new_tokens_per_s"], r.get("fp16_check") or "—"] for r in results]
     libs = ", ".join(f"{k} {v}" for k, v in (versions or {}).items())
     body = [f"Device: {device}. Random-initialised stand-ins of the profiles' real architectures, 4-bit NF4, through "
             "`SFTTrainer`: speed and memory, not quality." + (f" Libraries: {libs}." if libs else ""), "",
             *table(["profile", "model", "params", "dtype", "batch x accum x seq", "s/step (filled)",
                     "train tok/s (filled)", "MFU (6N, filled)", "peak GiB (measured)", "estimate GiB", "est / peak",
                     "real rows: mean tokens", "s/step (real)", "train tok/s (real)", "MFU (6N, real)",
-                    "peak GiB (real)", "gen new tok/s"], rows), "",
+                    "peak GiB (real)", "gen new tok/s", "fp16 check (train.precision)"], rows), "",
             "Filled: every row filled to max_seq_length, the batch x sequence the memory estimate assumes. Real: the "
             "course's training rows as they are (dynamic padding), the same adapter and batch; their tokens per step "
             "are rows per step x the rows' mean length (the stand-in's tokenizer, capped at max_seq_length), pads not "
