@@ -245,7 +245,6 @@ def notebook_estimates(cfg: Any, gpu: str = "T4 16 GB", assumptions: EstimateAss
     """
     import pandas as pd
 
-
     shape = resolve_shape(cfg.model_id)
     matmul_params = shape.num_layers * shape.block_linear_params() + shape.vocab_size * shape.hidden_size
     peak = CLOUD_GPUS[gpu].peak_tflops

@@ -208,6 +208,12 @@ def bf16_fallback(cfg: "Profile", capability: tuple[int, int] | None) -> "Profil
     return cfg.replace(torch_dtype="float16", bnb_compute_dtype="float16")
 
 
+def fp32_compute(cfg: "Profile") -> "Profile":
+    """The profile computing in fp32 (weights and 4-bit matmuls): the known-good setting for a model that overflows
+    in fp16 (see :func:`helpers.models.fp16_verdict`)."""
+    return cfg.replace(torch_dtype="float32", bnb_compute_dtype="float32")
+
+
 def profile_for_gpu(capability: tuple[int, int] | None, memory_gib: float | None) -> str:
     """The profile for a GPU: by compute capability (bf16 needs >= 8) *and* memory (a 7B run needs ~20 GiB).
 

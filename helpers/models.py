@@ -19,7 +19,7 @@ from helpers.build.cpu_model import CpuModelError
 from helpers.build.tiny import TinyRecipe, build_tiny, pretraining_steps
 from helpers.checksums import sha256
 from helpers.cli import path_arg
-from helpers.config import CPU_MODEL_NAME, TINY_MODEL_DIR, Profile, artifacts_dir, unwritable_folder
+from helpers.config import CPU_MODEL_NAME, TINY_MODEL_DIR, Profile, artifacts_dir, fp32_compute, unwritable_folder
 from helpers.data.rows import load_split
 from helpers.memory import load_preflight
 from helpers.plots import _pyplot
@@ -37,7 +37,14 @@ class ModelLoadError(RuntimeError):
 
 
 class NonFiniteLogitsError(ModelLoadError):
-    """NaN or inf logits right after loading: the model overflows in this dtype on this device (fp16 on a T4)."""
+    """NaN or inf logits right after loading: the model overflows in this dtype on this device (fp16 on a T4).
+
+    ``detail`` is what was seen, in a few words (how many logits, which dtype), for the recorded verdict.
+    """
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 
@@ -203,22 +210,21 @@ def load_model(
     """
     half = "float16" in (cfg.torch_dtype, cfg.bnb_compute_dtype if quantized else cfg.torch_dtype)
     verdict = recorded_fp16_verdict(cfg) if half else None
-    if verdict is not None and not verdict["finite"]:
-        print(f"{cfg.model_id} overflows in fp16 on this GPU (recorded: {verdict['detail']}): loaded with fp32 "
-              f"compute, the known-good setting (slower, finite)")
-        return _load_model(cfg.replace(torch_dtype="float32", bnb_compute_dtype="float32"), quantized, model_id)
-    model = _load_model(cfg, quantized, model_id)
-    if half:
+    how = "recorded earlier: loaded"
+    if verdict is None or verdict["finite"]:
+        model = _load_model(cfg, quantized, model_id)
+        if not half:
+            return model
         try:
             check_finite_logits(model)
+            return model
         except NonFiniteLogitsError as err:
-            detail = record_fp16_verdict(cfg, False, str(err).split(": the model")[0])["detail"]
+            verdict, how = record_fp16_verdict(cfg, False, err.detail), "recorded, and loaded again"
             del model
             free_memory()
-            print(f"{detail}: {cfg.model_id} overflows in fp16 on this GPU; recorded, and loaded again with fp32 "
-                  f"compute, the known-good setting (slower, finite)")
-            return _load_model(cfg.replace(torch_dtype="float32", bnb_compute_dtype="float32"), quantized, model_id)
-    return model
+    print(f"{cfg.model_id} overflows in fp16 on this GPU ({verdict['detail']}): {how} with fp32 compute, the "
+          f"known-good setting (slower, finite)")
+    return _load_model(fp32_compute(cfg), quantized, model_id)
 
 
 def _load_model(cfg: Profile, quantized: bool, model_id: str | None) -> "PreTrainedModel":
@@ -302,12 +308,13 @@ def check_finite_logits(model: "PreTrainedModel", tokenizer: "PreTrainedTokenize
     finite = torch.isfinite(logits)
     if not bool(finite.all()):
         bad = int((~finite).sum())
+        detail = f"{bad} of {logits.numel()} logits are NaN/inf after loading {model.config.name_or_path!r} with " \
+                 f"{model.dtype}"
         raise NonFiniteLogitsError(
-            f"{bad} of {logits.numel()} logits are NaN/inf after loading {model.config.name_or_path!r} with "
-            f"{model.dtype}: the model overflows in fp16 on this GPU; fix: compute in fp32 "
+            f"{detail}: the model overflows in fp16 on this GPU; fix: compute in fp32 "
             "(models.load_model and train.precision run this check and switch to fp32 by themselves; by hand: "
             "cfg = cfg.replace(torch_dtype='float32', bnb_compute_dtype='float32'): slower, always finite) or "
-            "use a GPU with bf16 (compute capability >= 8: L4, A100, H100)")
+            "use a GPU with bf16 (compute capability >= 8: L4, A100, H100)", detail)
     return float(logits.abs().max())
 
 
@@ -370,7 +377,7 @@ def fp16_verdict(cfg: Profile) -> dict[str, Any]:
     try:
         largest = check_finite_logits(model)
     except NonFiniteLogitsError as err:
-        return record_fp16_verdict(cfg, False, str(err).split(": the model")[0])
+        return record_fp16_verdict(cfg, False, err.detail)
     finally:
         del model
         free_memory()

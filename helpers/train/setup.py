@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from helpers import models
-from helpers.config import SEED, Profile, bf16_fallback
+from helpers.config import SEED, Profile, bf16_fallback, fp32_compute
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from peft import LoraConfig
@@ -93,7 +93,7 @@ def precision(cfg: Profile, capability: tuple[int, int] | None = None, log: Call
             log(f"{cfg.model_id} overflows in fp16 on this GPU ({verdict['detail']}): profile {cfg.name!r} switched "
                 f"to fp32 compute (torch_dtype and bnb_4bit_compute_dtype), the known-good setting: finite, and "
                 f"slower (a T4 computes fp32 at about an eighth of its fp16 rate)")
-            return cfg.replace(torch_dtype="float32", bnb_compute_dtype="float32"), {"bf16": False, "fp16": False}
+            return fp32_compute(cfg), {"bf16": False, "fp16": False}
     return cfg, {"bf16": half == "bfloat16", "fp16": half == "float16"}
 
 
