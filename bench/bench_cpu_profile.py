@@ -8,6 +8,7 @@ warm-up steps, and greedy generation (batch 16, the JSON prompt of 03) in new to
 - ``cpu NF4 fp32``: the profile as shipped (4-bit NF4 base, fp32 compute);
 - ``cpu NF4 bf16``: the same with bf16 compute and bf16 autocast (``bf16=True, use_cpu=True``);
 - ``cpu bf16 LoRA``: no quantization, bf16 weights and autocast (LoRA on a 16-bit base);
+- ``cpu fp32 LoRA``: no quantization, fp32 weights (LoRA on the full-precision base);
 - ``cpu-tiny NF4 fp32``: the tiny model's recipe, the baseline of the ratios.
 
 The profile's compute dtype is chosen from these numbers (README, ``helpers/config.py``); a CPU without native bf16
@@ -33,6 +34,7 @@ VARIANTS = {
     "cpu NF4 bf16": ("cpu", {"bnb_compute_dtype": "bfloat16"}, "qlora"),
     "cpu bf16 LoRA": ("cpu", {"torch_dtype": "bfloat16", "bnb_compute_dtype": "bfloat16", "load_in_4bit": False},
                       "lora"),
+    "cpu fp32 LoRA": ("cpu", {"load_in_4bit": False}, "lora"),
     "cpu-tiny NF4 fp32": ("cpu-tiny", {}, "qlora"),
 }
 BASELINE = "cpu-tiny NF4 fp32"

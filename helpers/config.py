@@ -287,6 +287,46 @@ def fallback_dir(use: bool, profile: "Profile | str") -> Path | None:
     return folder
 
 
+# Smaller runs for a profile whose model is slow: per notebook, the parameters its setup cell passes to `budget`, as
+# (the parameters cell's default, the value this profile runs). Only `cpu` has any: SmolLM2-135M takes 5.6 s per
+# QLoRA step of batch 4 on 2 cores (16x the tiny model) and its answers are slow too, so a sweep of 11 runs x 50 steps
+# alone would take 51 minutes (README, "The real CPU model"). Shorter runs keep every comparison of the notebook; their
+# numbers are what the notebook measured at that size.
+BUDGETS: dict[str, dict[str, dict[str, tuple[object, object]]]] = {
+    "cpu": {
+        "05_iterate": {"SWEEP_STEPS": (50, 20), "VAL_ROWS": (32, 16), "OVERFIT_STEPS": (200, 60)},
+        "07_preference_tuning": {"PAIR_ROWS": (240, 96), "DPO_STEPS": (60, 20), "GRPO_STEPS": (20, 8),
+                                 "REWARD_SAMPLES": (4, 2)},
+        "08_scale_out": {"STEPS": (40, 10), "MORE_STEPS": (20, 6), "SCORE_ROWS": (32, 16)},
+    },
+}
+
+
+def budget(cfg: "Profile", notebook: str, **values: object) -> tuple[object, ...]:
+    """The notebook's parameters (passed by name, in order) as this profile runs them: each one still at its default
+    is replaced by the profile's budget (:data:`BUDGETS`); a value set in the parameters cell is kept. Prints what
+    changed. Taught in 05_iterate.
+    """
+    table = BUDGETS.get(cfg.name, {}).get(notebook, {})
+    missing = sorted(set(table) - set(values))
+    if missing:
+        raise ProfileError(f"config.BUDGETS[{cfg.name!r}][{notebook!r}] sizes {', '.join(missing)}, which the call "
+                           f"does not pass: add them to {notebook}'s config.budget(...) call")
+    result, changed, kept = [], [], []
+    for name, value in values.items():
+        if name in table and value == table[name][0]:
+            value = table[name][1]
+            changed.append(f"{name} = {value!r}")
+        elif name in table:
+            kept.append(f"{name} = {value!r}")
+        result.append(value)
+    if changed:
+        print(f"the {cfg.name} profile runs {notebook} smaller (config.BUDGETS): {', '.join(changed)}"
+              + (f"; kept as set in the parameters cell: {', '.join(kept)}" if kept else "")
+              + "; set another value in the parameters cell to run it your way")
+    return tuple(result)
+
+
 def set_seed(seed: int = SEED) -> int:
     """Seed Python, NumPy and torch (when installed) so a run repeats exactly."""
     random.seed(seed)

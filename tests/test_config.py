@@ -115,3 +115,33 @@ def test_large_exports_stay_on_this_machine_when_artifacts_are_on_drive(tmp_path
     local.rmdir()
     if not any(local.parent.iterdir()):
         local.parent.rmdir()
+
+
+def test_a_profile_budget_replaces_defaults_only_and_says_so(capsys):
+    cpu, tiny = config.get_profile("cpu"), config.get_profile("cpu-tiny")
+    assert config.budget(tiny, "05_iterate", SWEEP_STEPS=50, VAL_ROWS=32, OVERFIT_STEPS=200) == (50, 32, 200)
+    assert capsys.readouterr().out == ""  # no budget on cpu-tiny: nothing changes, nothing printed
+    (default, smaller), = [config.BUDGETS["cpu"]["05_iterate"]["SWEEP_STEPS"]]
+    steps, rows, overfit = config.budget(cpu, "05_iterate", SWEEP_STEPS=default, VAL_ROWS=7, OVERFIT_STEPS=200)
+    assert (steps, rows) == (smaller, 7)  # a value the learner set (7) is kept
+    assert overfit == config.BUDGETS["cpu"]["05_iterate"]["OVERFIT_STEPS"][1]
+    out = capsys.readouterr().out
+    assert f"SWEEP_STEPS = {smaller}" in out and "kept as set in the parameters cell: VAL_ROWS = 7" in out
+    with pytest.raises(config.ProfileError, match="OVERFIT_STEPS"):  # the table and the call must not drift apart
+        config.budget(cpu, "05_iterate", SWEEP_STEPS=default, VAL_ROWS=32)
+
+
+@pytest.mark.parametrize("profile,notebook", [(p, n) for p, table in config.BUDGETS.items() for n in table])
+def test_every_budget_names_the_notebooks_defaults_and_its_setup_cell_passes_them(profile, notebook):
+    import json
+
+    from helpers import cloud
+
+    defaults = cloud._cells_parameters(notebook)  # the literal values of the parameters cell
+    budget = config.BUDGETS[profile][notebook]
+    assert {name: defaults.get(name) for name in budget} == {name: pair[0] for name, pair in budget.items()}
+    assert all(smaller != default for default, smaller in budget.values())
+    cells = json.loads((config.NOTEBOOKS_DIR / f"{notebook}.ipynb").read_text())["cells"]
+    call = next("".join(c["source"]) for c in cells if f'config.budget(cfg, "{notebook}"' in "".join(c["source"])
+                or f'cfg, "{notebook}", ' in "".join(c["source"]))
+    assert all(f"{name}={name}" in call for name in budget), call
