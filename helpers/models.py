@@ -313,7 +313,7 @@ def check_finite_logits(model: "PreTrainedModel", tokenizer: "PreTrainedTokenize
         raise NonFiniteLogitsError(
             f"{detail}: the model overflows in fp16 on this GPU; fix: compute in fp32 "
             "(models.load_model and train.precision run this check and switch to fp32 by themselves; by hand: "
-            "cfg = cfg.replace(torch_dtype='float32', bnb_compute_dtype='float32'): slower, always finite) or "
+            "cfg = config.fp32_compute(cfg): slower, always finite) or "
             "use a GPU with bf16 (compute capability >= 8: L4, A100, H100)", detail)
     return float(logits.abs().max())
 

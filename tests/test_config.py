@@ -121,7 +121,7 @@ def test_a_profile_budget_replaces_defaults_only_and_says_so(capsys):
     cpu, tiny = config.get_profile("cpu"), config.get_profile("cpu-tiny")
     assert config.budget(tiny, "05_iterate", SWEEP_STEPS=50, VAL_ROWS=32, OVERFIT_STEPS=200) == (50, 32, 200)
     assert capsys.readouterr().out == ""  # no budget on cpu-tiny: nothing changes, nothing printed
-    (default, smaller), = [config.BUDGETS["cpu"]["05_iterate"]["SWEEP_STEPS"]]
+    default, smaller = config.BUDGETS["cpu"]["05_iterate"]["SWEEP_STEPS"]
     steps, rows, overfit = config.budget(cpu, "05_iterate", SWEEP_STEPS=default, VAL_ROWS=7, OVERFIT_STEPS=200)
     assert (steps, rows) == (smaller, 7)  # a value the learner set (7) is kept
     assert overfit == config.BUDGETS["cpu"]["05_iterate"]["OVERFIT_STEPS"][1]
@@ -142,6 +142,5 @@ def test_every_budget_names_the_notebooks_defaults_and_its_setup_cell_passes_the
     assert {name: defaults.get(name) for name in budget} == {name: pair[0] for name, pair in budget.items()}
     assert all(smaller != default for default, smaller in budget.values())
     cells = json.loads((config.NOTEBOOKS_DIR / f"{notebook}.ipynb").read_text())["cells"]
-    call = next("".join(c["source"]) for c in cells if f'config.budget(cfg, "{notebook}"' in "".join(c["source"])
-                or f'cfg, "{notebook}", ' in "".join(c["source"]))
+    call = next(source for source in ("".join(c["source"]) for c in cells) if f'cfg, "{notebook}", ' in source)
     assert all(f"{name}={name}" in call for name in budget), call
