@@ -236,7 +236,7 @@ def test_fp16_overflow_is_caught_right_after_loading(stand_ins):
     assert models.check_finite_logits(model) > 0
     with torch.no_grad():
         model.model.norm.weight.fill_(float("inf"))  # what an fp16 overflow inside the network looks like
-    with pytest.raises(models.ModelLoadError, match="fp16.*float32.*bf16"):
+    with pytest.raises(models.ModelLoadError, match=r"overflows in fp16.*config\.fp32_compute\(cfg\).*bf16"):
         models.check_finite_logits(model)
 
 
