@@ -21,6 +21,7 @@ KB_DIR = DATA_DIR / "kb"
 PROFILE_ENV_VAR = "COURSE_PROFILE"
 # Set by the course runner for each notebook it executes: where its metrics (and the test ledger) go, and its name.
 METRICS_DIR_VAR, NOTEBOOK_VAR = "COURSE_METRICS_DIR", "COURSE_NOTEBOOK"
+PARAMS_VAR = "COURSE_PARAMS"  # the parameters helpers.course injected into the running notebook, comma-separated
 ARTIFACTS_ENV_VAR = "COURSE_ARTIFACTS"  # another artifacts/ folder, e.g. on Google Drive (helpers.colab sets it)
 FALLBACK_DIR = DATA_DIR / "fallback"  # results of the course's training cells, shipped for cpu-tiny (USE_FALLBACK)
 FALLBACK_ENV_VAR = "COURSE_FALLBACK"  # 1: every notebook uses them, as USE_FALLBACK = True does for one
@@ -304,17 +305,19 @@ BUDGETS: dict[str, dict[str, dict[str, tuple[object, object]]]] = {
 
 def budget(cfg: "Profile", notebook: str, **values: object) -> tuple[object, ...]:
     """The notebook's parameters (passed by name, in order) as this profile runs them: each one still at its default
-    is replaced by the profile's budget (:data:`BUDGETS`); a value set in the parameters cell is kept. Prints what
-    changed. Taught in 05_iterate.
+    is replaced by the profile's budget (:data:`BUDGETS`); a value set in the parameters cell, or injected by the
+    course runner (``$COURSE_PARAMS``, e.g. ``bench/choose_07.py``'s candidates), is kept. Prints what changed. Taught
+    in 05_iterate.
     """
     table = BUDGETS.get(cfg.name, {}).get(notebook, {})
+    injected = set(os.environ.get(PARAMS_VAR, "").split(",")) - {""}
     missing = sorted(set(table) - set(values))
     if missing:
         raise ProfileError(f"config.BUDGETS[{cfg.name!r}][{notebook!r}] sizes {', '.join(missing)}, which the call "
                            f"does not pass: add them to {notebook}'s config.budget(...) call")
     result, changed, kept = [], [], []
     for name, value in values.items():
-        if name in table and value == table[name][0]:
+        if name in table and value == table[name][0] and name not in injected:
             value = table[name][1]
             changed.append(f"{name} = {value!r}")
         elif name in table:

@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 from helpers.cli import path_arg
 from helpers.colab import on_colab
-from helpers.config import (METRICS_DIR_VAR, NOTEBOOK_VAR, NOTEBOOKS_DIR, REPO_ROOT, RUNS_DIR, ProfileError,
-                            resolve_profile_name)
+from helpers.config import (METRICS_DIR_VAR, NOTEBOOK_VAR, NOTEBOOKS_DIR, PARAMS_VAR, REPO_ROOT, RUNS_DIR,
+                            ProfileError, resolve_profile_name)
 from helpers.config import FALLBACK_ENV_VAR, fallback_dir, repo_relative, unwritable_folder
 from helpers.evaluate.ledger import LEDGER_NAME, ledger_markdown
 from helpers.readme import RUN_INFO, ReadmeError, latest_run, run_info, update_readme
@@ -145,7 +145,8 @@ def run_notebook(path: Path, run_dir: Path, profile: str, timeout: int = 1800,
     result = NotebookResult(name=path.stem)
     nb = inject_parameters(nbformat.read(path, as_version=4), {"PROFILE": profile, **(params or {})})
     metrics_dir = run_dir / "metrics"
-    os.environ.update({METRICS_DIR_VAR: str(metrics_dir), NOTEBOOK_VAR: path.stem, "COURSE_PROFILE": profile})
+    os.environ.update({METRICS_DIR_VAR: str(metrics_dir), NOTEBOOK_VAR: path.stem, "COURSE_PROFILE": profile,
+                       PARAMS_VAR: ",".join(params or {})})  # config.budget keeps what was injected
     if profile == "cpu-tiny":
         os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernel inherits it: see helpers/__init__.py

@@ -131,6 +131,15 @@ def test_a_profile_budget_replaces_defaults_only_and_says_so(capsys):
         config.budget(cpu, "05_iterate", SWEEP_STEPS=default, VAL_ROWS=32)
 
 
+def test_a_budget_keeps_what_the_course_runner_injected(monkeypatch, capsys):
+    cpu = config.get_profile("cpu")
+    default, smaller = config.BUDGETS["cpu"]["05_iterate"]["SWEEP_STEPS"]
+    monkeypatch.setenv(config.PARAMS_VAR, "PROFILE,SWEEP_STEPS")  # e.g. a bench script's candidate equal to a default
+    steps, rows, _ = config.budget(cpu, "05_iterate", SWEEP_STEPS=default, VAL_ROWS=32, OVERFIT_STEPS=200)
+    assert steps == default and rows == config.BUDGETS["cpu"]["05_iterate"]["VAL_ROWS"][1]
+    assert f"kept as set in the parameters cell: SWEEP_STEPS = {default}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("profile,notebook", [(p, n) for p, table in config.BUDGETS.items() for n in table])
 def test_every_budget_names_the_notebooks_defaults_and_its_setup_cell_passes_them(profile, notebook):
     import json
