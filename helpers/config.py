@@ -292,12 +292,13 @@ def fallback_dir(use: bool, profile: "Profile | str") -> Path | None:
 # (the parameters cell's default, the value this profile runs). Only `cpu` has any: SmolLM2-135M takes 5.6 s per
 # QLoRA step of batch 4 on 2 cores (16x the tiny model) and its answers are slow too, so a sweep of 11 runs x 50 steps
 # alone would take 51 minutes (README, "The real CPU model"). Shorter runs keep every comparison of the notebook; their
-# numbers are what the notebook measured at that size.
+# numbers are what the notebook measured at that size. A learning rate appears here where the profile's own choice on
+# validation differs from the default (07's GRPO_LR on cpu: bench/choose_07.py --profile cpu, bench/results.md).
 BUDGETS: dict[str, dict[str, dict[str, tuple[object, object]]]] = {
     "cpu": {
         "05_iterate": {"SWEEP_STEPS": (50, 20), "VAL_ROWS": (32, 16), "OVERFIT_STEPS": (200, 60)},
         "07_preference_tuning": {"PAIR_ROWS": (240, 96), "DPO_STEPS": (60, 20), "GRPO_STEPS": (20, 8),
-                                 "REWARD_SAMPLES": (4, 2)},
+                                 "REWARD_SAMPLES": (4, 2), "GRPO_LR": (2e-4, 1e-5)},
         "08_scale_out": {"STEPS": (40, 10), "MORE_STEPS": (20, 6), "SCORE_ROWS": (32, 16)},
     },
 }
