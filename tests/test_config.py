@@ -119,25 +119,26 @@ def test_large_exports_stay_on_this_machine_when_artifacts_are_on_drive(tmp_path
 
 def test_a_profile_budget_replaces_defaults_only_and_says_so(capsys):
     cpu, tiny = config.get_profile("cpu"), config.get_profile("cpu-tiny")
-    assert config.budget(tiny, "05_iterate", SWEEP_STEPS=50, VAL_ROWS=32, OVERFIT_STEPS=200) == (50, 32, 200)
+    table = config.BUDGETS["cpu"]["05_iterate"]
+    defaults = {name: default for name, (default, _) in table.items()}
+    assert config.budget(tiny, "05_iterate", **defaults) == tuple(defaults.values())
     assert capsys.readouterr().out == ""  # no budget on cpu-tiny: nothing changes, nothing printed
-    default, smaller = config.BUDGETS["cpu"]["05_iterate"]["SWEEP_STEPS"]
-    steps, rows, overfit = config.budget(cpu, "05_iterate", SWEEP_STEPS=default, VAL_ROWS=7, OVERFIT_STEPS=200)
-    assert (steps, rows) == (smaller, 7)  # a value the learner set (7) is kept
-    assert overfit == config.BUDGETS["cpu"]["05_iterate"]["OVERFIT_STEPS"][1]
-    out = capsys.readouterr().out
-    assert f"SWEEP_STEPS = {smaller}" in out and "kept as set in the parameters cell: VAL_ROWS = 7" in out
+    chosen = config.budget(cpu, "05_iterate", **(defaults | {"VAL_ROWS": 7}))
+    assert dict(zip(defaults, chosen)) == {name: smaller for name, (_, smaller) in table.items()} | {"VAL_ROWS": 7}
+    out = capsys.readouterr().out  # a value the learner set (7) is kept, and said to be
+    assert f"SWEEP_STEPS = {table['SWEEP_STEPS'][1]}" in out and "kept as set in the parameters cell: VAL_ROWS = 7" in out
     with pytest.raises(config.ProfileError, match="OVERFIT_STEPS"):  # the table and the call must not drift apart
-        config.budget(cpu, "05_iterate", SWEEP_STEPS=default, VAL_ROWS=32)
+        config.budget(cpu, "05_iterate", **{name: v for name, v in defaults.items() if name != "OVERFIT_STEPS"})
 
 
 def test_a_budget_keeps_what_the_course_runner_injected(monkeypatch, capsys):
     cpu = config.get_profile("cpu")
-    default, smaller = config.BUDGETS["cpu"]["05_iterate"]["SWEEP_STEPS"]
+    table = config.BUDGETS["cpu"]["05_iterate"]
+    defaults = {name: default for name, (default, _) in table.items()}
     monkeypatch.setenv(config.PARAMS_VAR, "PROFILE,SWEEP_STEPS")  # e.g. a bench script's candidate equal to a default
-    steps, rows, _ = config.budget(cpu, "05_iterate", SWEEP_STEPS=default, VAL_ROWS=32, OVERFIT_STEPS=200)
-    assert steps == default and rows == config.BUDGETS["cpu"]["05_iterate"]["VAL_ROWS"][1]
-    assert f"kept as set in the parameters cell: SWEEP_STEPS = {default}" in capsys.readouterr().out
+    chosen = dict(zip(defaults, config.budget(cpu, "05_iterate", **defaults)))
+    assert chosen["SWEEP_STEPS"] == defaults["SWEEP_STEPS"] and chosen["VAL_ROWS"] == table["VAL_ROWS"][1]
+    assert f"kept as set in the parameters cell: SWEEP_STEPS = {defaults['SWEEP_STEPS']}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("profile,notebook", [(p, n) for p, table in config.BUDGETS.items() for n in table])
