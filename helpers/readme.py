@@ -26,6 +26,8 @@ README = REPO_ROOT / "README.md"
 INSTRUCTOR = REPO_ROOT / "docs" / "instructor.md"  # its Times table: one CPU column per mode
 RUN_INFO = "run.json"  # beside report.json in every course run folder
 TABLE_PROFILE = "cpu-tiny"  # the profile of the README's "CPU runtime" column and the notebooks' Time lines
+# The instructor guide's Times table: the column each complete CPU run writes, by (profile, --fallback)
+INSTRUCTOR_COLUMNS = {("cpu-tiny", False): 1, ("cpu-tiny", True): 2, ("cpu", False): 3}
 
 
 class ReadmeError(ValueError):
@@ -113,8 +115,8 @@ def _sig(v: float) -> str:
 
 # Sentences rendered from what each notebook recorded; a sentence whose numbers a run did not record is left out.
 SENTENCES: dict[str, list[tuple[str, Any]]] = {
-    "00_setup": [("the tiny model: {params_m} M parameters, {footprint_mb} MB in fp32 and {footprint_4bit_mb} MB in "
-                  "NF4; held-out perplexity {heldout_perplexity}", _sig)],
+    "00_setup": [("the profile's model: {params_m} M parameters, {footprint_mb} MB in fp32 and {footprint_4bit_mb} "
+                  "MB in NF4; the embedded tiny model's held-out perplexity {heldout_perplexity}", _sig)],
     "01_decide": [("validation field accuracy: zero-shot {zero_shot_field_accuracy}, few-shot "
                    "{few_shot_field_accuracy}, JSON schema {json_schema_field_accuracy}, retrieved examples {rag_examples_field_accuracy}, majority answer "
                    "{majority_field_accuracy}; best prompt: {best_prompt}; recommendation: {recommendation}", _num),
@@ -197,10 +199,11 @@ def replace_block(text: str, begin: str, end: str, body: str, where: str) -> str
 
 def update_readme(run_dir: Path, readme: Path = README, notebooks: Path = NOTEBOOKS_DIR,
                   note: str = "", instructor: Path = INSTRUCTOR) -> list[Path]:
-    """Write a run's block into the README (and, for a complete cpu-tiny run, the runtimes); return the files changed.
+    """Write a run's block into the README (and, for a complete run, the runtimes); return the files changed.
 
-    The runtimes of a complete cpu-tiny run go to the README's notebook table (not with ``--fallback``), to each
-    notebook's ``**Time:**`` line and to the instructor guide's Times table (one column per mode).
+    The runtimes of a complete cpu-tiny run go to the README's notebook table (not with ``--fallback``) and to each
+    notebook's ``**Time:**`` line; those of a complete cpu-tiny or cpu run go to the instructor guide's Times table
+    (one column per profile and mode: :data:`INSTRUCTOR_COLUMNS`).
     """
     info, results = load_run(run_dir)
     readme = Path(readme)
@@ -216,23 +219,26 @@ def update_readme(run_dir: Path, readme: Path = README, notebooks: Path = NOTEBO
                 new = row.sub(lambda m: m.group(1) + runtime(r["seconds"]) + m.group(3), new)
             if _set_time_line(notebooks / f"{r['name']}.ipynb", r["seconds"], bool(info.get("fallback"))):
                 changed.append(notebooks / f"{r['name']}.ipynb")
-        if _set_instructor_times(Path(instructor), results, bool(info.get("fallback"))):
-            changed.append(Path(instructor))
+    column = INSTRUCTOR_COLUMNS.get((info["profile"], bool(info.get("fallback"))))
+    if complete and column and _set_instructor_times(Path(instructor), results, column):
+        changed.append(Path(instructor))
     if new != text:
         readme.write_text(new, encoding="utf-8")
         changed.insert(0, readme)
     return changed
 
 
-def _set_instructor_times(path: Path, results: list[dict[str, Any]], fallback: bool) -> bool:
-    """Write runtimes into the instructor guide's table: column 2 (every cell trains) or 3 (``--fallback``)."""
+def _set_instructor_times(path: Path, results: list[dict[str, Any]], column: int) -> bool:
+    """Write runtimes into column ``column`` of the instructor guide's Times table (:data:`INSTRUCTOR_COLUMNS`)."""
     text = path.read_text(encoding="utf-8")
     new = text
-    column = 2 if fallback else 1  # | notebook | cpu-tiny | cpu-tiny --fallback | GPU profiles |
+    width = 2 + max(INSTRUCTOR_COLUMNS.values())  # | notebook | the CPU columns | GPU profiles |
     for r in results:
-        row = re.compile(rf"^\| {re.escape(r['name'])} \|[^|\n]+\|[^|\n]+\|", re.M)
-        if not row.search(new):
-            raise ReadmeError(f"{path} has no Times row for {r['name']}: add `| {r['name']} | ... | ... | ... |`")
+        row = re.compile(rf"^\| {re.escape(r['name'])} \|.*\|$", re.M)
+        match = row.search(new)
+        if not match or match.group(0).count("|") != width + 1:
+            raise ReadmeError(f"{path} has no Times row of {width} cells for {r['name']}: write it as `| {r['name']} |"
+                              + " ... |" * (width - 1) + "`")
 
         def put(m: re.Match, seconds: float = r["seconds"]) -> str:
             cells = m.group(0).split("|")

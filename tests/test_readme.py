@@ -84,6 +84,17 @@ def test_fallback_and_other_profiles_write_their_own_block_only(repo, tmp_path):
     changed = _update(cpu_run, repo)
     assert changed == [repo / "README.md"]  # another profile: its block, never the cpu-tiny runtimes
     assert "| 07_preference_tuning | FAILED at cell 7 |" in (repo / "README.md").read_text()
+    complete = _run(tmp_path / "cpu-ok", profile="cpu")  # a complete cpu run: its own column of the Times table
+    assert _update(complete, repo) == [repo / "README.md", repo / "instructor.md"]
+    row = re.search(r"^\| 07_preference_tuning \|.*$", (repo / "instructor.md").read_text(), re.M).group(0)
+    assert row.split("|")[3:5] == [" 1 min 8 s ", " 1 min 8 s "]  # the fallback run's column, then the cpu run's
+
+
+def test_a_times_row_of_the_wrong_width_is_named(repo, tmp_path):
+    guide = repo / "instructor.md"
+    guide.write_text(re.sub(r"^(\| 05_iterate \|[^|]+\|).*$", r"\1", guide.read_text(), flags=re.M))
+    with pytest.raises(readme.ReadmeError, match=r"no Times row of 5 cells for 05_iterate"):
+        _update(_run(tmp_path), repo)
 
 
 def test_errors_name_the_folder_and_the_fix(tmp_path, repo):
