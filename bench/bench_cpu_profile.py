@@ -11,8 +11,10 @@ warm-up steps, and greedy generation (batch 16, the JSON prompt of 03) in new to
 - ``cpu fp32 LoRA``: no quantization, fp32 weights (LoRA on the full-precision base);
 - ``cpu-tiny NF4 fp32``: the tiny model's recipe, the baseline of the ratios.
 
-The profile's compute dtype is chosen from these numbers (README, ``helpers/config.py``); a CPU without native bf16
-(no AVX512-BF16 / AMX) emulates it.
+The profile's compute dtype is chosen from these numbers (README, ``helpers/config.py``): bf16 where the CPU has it
+natively (AVX512-BF16 / AMX, ``config.cpu_compute``), fp32 elsewhere, since a CPU without it emulates bf16. The results
+go to ``bench/results.md`` in one section per kind of CPU: ``bench_cpu_profile`` (no native bf16) and
+``bench_cpu_profile_native_bf16``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def measure(name: str, steps: int, gen_rows: int, new_tokens: int) -> dict[str, 
     from helpers import config, data, evaluate, models, train
 
     profile, changes, method = VARIANTS[name]
-    cfg = config.get_profile(profile).replace(**changes)
+    cfg = config.PROFILES[profile].replace(**changes)  # the table's fp32 profile, not this CPU's choice: each variant
     cfg, flags = train.precision(cfg, log=lambda _m: None)
     tokenizer = models.load_tokenizer(cfg, log=lambda _m: None)
     model = models.load_model(cfg, quantized=method == "qlora")
@@ -126,8 +128,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['step_s'] / base['step_s']:.1f}x" if base else "-", f"{r['gen_tok_s']:.1f}",
                      f"{base['gen_tok_s'] / r['gen_tok_s']:.1f}x" if base else "-"])
     from bench.results import command_line, table, write_section
+    from helpers.config import cpu_has_native_bf16
 
-    write_section("bench_cpu_profile", "The cpu profile vs cpu-tiny (`bench/bench_cpu_profile.py`)", [
+    native = cpu_has_native_bf16()
+    section = "bench_cpu_profile_native_bf16" if native else "bench_cpu_profile"
+    kind = "with native bf16 (AVX512-BF16 / AMX)" if native else "without native bf16 (bf16 emulated)"
+    write_section(section, f"The cpu profile vs cpu-tiny, on a CPU {kind} (`bench/bench_cpu_profile.py`)", [
         f"Median seconds per QLoRA step ({args.steps} timed after 2 warm-up steps, the course's training rows, batch 4, "
         f"dynamic padding) and greedy generation ({args.gen_rows} validation tickets, batch 16, up to "
         f"{args.new_tokens} new tokens) in new tokens per second; each variant in a fresh process with the given "

@@ -61,7 +61,7 @@ class Profile:
     name: str
     model_id: str  # local path (cpu-tiny) or hub id (GPU profiles)
     torch_dtype: str  # dtype of the non-quantized weights: "float32", "float16" or "bfloat16"
-    bnb_compute_dtype: str  # dtype of the 4-bit matmuls; float32 on CPU (bf16 there is ~20x slower)
+    bnb_compute_dtype: str  # dtype of the 4-bit matmuls; float32 on CPU, bf16 where a cpu_bf16 profile can (below)
     load_in_4bit: bool
     max_seq_length: int  # tokens per training example after the chat template
     per_device_batch_size: int
@@ -78,6 +78,7 @@ class Profile:
     gpu: str = ""  # the GPU the profile is sized for (a name in helpers.memory.GPUS); "" for the CPU
     device: str = "cuda"  # "cpu" or "cuda": where the model is loaded and trained
     wheel: str = ""  # the pinned PyPI wheel the model is built from (cpu); "" when it is in the repository or the hub
+    cpu_bf16: bool = False  # on a CPU with native bf16 (AVX512-BF16 / AMX), compute in bf16: see cpu_compute()
 
     @property
     def is_local_model(self) -> bool:
@@ -119,7 +120,7 @@ PROFILES: dict[str, Profile] = {
         name="cpu",
         model_id=str(model_cache_dir() / CPU_MODEL_NAME),  # built from the wheel on first use (helpers.models)
         torch_dtype="float32",
-        bnb_compute_dtype="float32",  # bf16 only where the CPU computes it natively (train.precision, bench/)
+        bnb_compute_dtype="float32",  # bf16 where the CPU computes it natively: cpu_bf16 below, cpu_compute()
         load_in_4bit=True,
         max_seq_length=512,
         per_device_batch_size=4,
@@ -135,6 +136,7 @@ PROFILES: dict[str, Profile] = {
         description="SmolLM2-135M-Instruct from its pinned PyPI wheel, offline: a real instruct model on any CPU",
         device="cpu",
         wheel=CPU_MODEL_WHEEL,
+        cpu_bf16=True,  # bench/bench_cpu_profile.py: 1.8x faster steps with native bf16; 16x slower where emulated
     ),
     "t4": Profile(
         name="t4",
@@ -209,6 +211,38 @@ def bf16_fallback(cfg: "Profile", capability: tuple[int, int] | None) -> "Profil
     return cfg.replace(torch_dtype="float16", bnb_compute_dtype="float16")
 
 
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of a CPU that computes bf16 in hardware
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Does this CPU compute bf16 in hardware (AVX512-BF16 or AMX)? Read from ``/proc/cpuinfo``'s flags (Linux);
+    elsewhere (macOS, Windows) the answer is no, and fp32 is the safe choice.
+
+    Without it PyTorch emulates bf16: a QLoRA step of the ``cpu`` profile took 16x longer than in fp32 on an AVX2 EPYC;
+    with it, 1.8x shorter (``bench/bench_cpu_profile.py``, both in ``bench/results.md``).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def cpu_compute(cfg: "Profile", native_bf16: bool | None = None) -> "Profile":
+    """The profile as this CPU runs it: a ``cpu_bf16`` profile computes its 4-bit matmuls in bf16 (and trains with bf16
+    autocast, :func:`helpers.train.precision`) where the CPU has native bf16, in fp32 elsewhere. Taught in 00_setup.
+
+    ``native_bf16`` None reads this machine (:func:`cpu_has_native_bf16`). GPU profiles and ``cpu-tiny`` are returned
+    as they are.
+    """
+    if cfg.device != "cpu" or not cfg.cpu_bf16:
+        return cfg
+    native = cpu_has_native_bf16() if native_bf16 is None else native_bf16
+    return cfg.replace(bnb_compute_dtype="bfloat16" if native else "float32")
+
+
 def fp32_compute(cfg: "Profile") -> "Profile":
     """The profile computing in fp32 (weights and 4-bit matmuls): the known-good setting for a model that overflows
     in fp16 (see :func:`helpers.models.fp16_verdict`)."""
@@ -258,8 +292,9 @@ def resolve_profile_name(name: str | None = "auto") -> str:
 
 
 def get_profile(name: str | None = "auto") -> Profile:
-    """The :class:`Profile` for a name, ``"auto"`` or ``None`` (see :func:`resolve_profile_name`)."""
-    return PROFILES[resolve_profile_name(name)]
+    """The :class:`Profile` for a name, ``"auto"`` or ``None`` (see :func:`resolve_profile_name`), with the compute
+    dtype this CPU runs it in (:func:`cpu_compute`: bf16 for ``cpu`` on a CPU with native bf16)."""
+    return cpu_compute(PROFILES[resolve_profile_name(name)])
 
 
 def fallback_dir(use: bool, profile: "Profile | str") -> Path | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from helpers.colab import listed_dependencies
-from helpers.config import REPO_ROOT, Profile, ProfileError, bf16_fallback, get_profile
+from helpers.config import REPO_ROOT, Profile, ProfileError, bf16_fallback, cpu_has_native_bf16, get_profile
 from helpers.templates import has_generation_markers
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")
@@ -114,9 +114,11 @@ def hardware_findings(cfg: Profile, gpu: dict[str, Any]) -> list[Finding]:
         findings.append(Finding("error", f"{gpu['name']} (compute capability {gpu['capability'][0]}."
                                 f"{gpu['capability'][1]}) has no native bf16 but profile {cfg.name!r} asks for it",
                                 "use PROFILE = 't4' (fp16), or call env.adjust_for_hardware(cfg)"))
-    if cfg.device == "cpu" and cfg.bnb_compute_dtype != "float32":
-        findings.append(Finding("warn", f"4-bit compute dtype {cfg.bnb_compute_dtype} on CPU is about 20x slower",
-                                "use bnb_compute_dtype='float32' on CPU"))
+    if cfg.device == "cpu" and cfg.bnb_compute_dtype != "float32" and not (
+            cfg.bnb_compute_dtype == "bfloat16" and cpu_has_native_bf16()):
+        findings.append(Finding("warn", f"4-bit compute dtype {cfg.bnb_compute_dtype} on a CPU without native bf16 "
+                                f"(AVX512-BF16 / AMX) is emulated: a QLoRA step took 16x longer than in fp32",
+                                "use bnb_compute_dtype='float32' on this CPU (config.cpu_compute chooses it)"))
     if not findings:
         where = gpu["name"] or "CPU"
         findings.append(Finding("ok", f"profile {cfg.name!r} on {where}: weights {cfg.torch_dtype}, "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import config, data, evaluate, export, models, templates, train
+from helpers import config, data, env, evaluate, export, models, templates, train
 from helpers.build import cpu_model
 
 # SmolLM2's template as the GGUF file carries it (newlines as characters) and as the hub writes it (escaped)
@@ -98,9 +98,32 @@ def test_the_profile_is_offline_and_auto_still_picks_the_tiny_model_without_a_gp
 
 
 def test_bf16_on_a_cpu_sets_the_trainers_cpu_flag():
-    cfg = config.get_profile("cpu").replace(bnb_compute_dtype="bfloat16")
+    cfg = config.PROFILES["cpu"].replace(bnb_compute_dtype="bfloat16")
     assert train.precision(cfg)[1] == {"bf16": True, "fp16": False, "use_cpu": True}
-    assert train.precision(config.get_profile("cpu"))[1] == {"bf16": False, "fp16": False, "use_cpu": True}
+    assert train.precision(config.PROFILES["cpu"])[1] == {"bf16": False, "fp16": False, "use_cpu": True}
+
+
+FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {extra}\nbugs\t\t: none\n"
+
+
+def test_the_cpu_profile_computes_in_bf16_only_where_the_cpu_has_it():
+    assert config.cpu_has_native_bf16(FLAGS.format(extra="avx512_bf16 avx512_vnni"))
+    assert config.cpu_has_native_bf16(FLAGS.format(extra="amx_bf16 amx_tile"))
+    assert not config.cpu_has_native_bf16(FLAGS.format(extra="avx512_vnni"))  # AVX2 / AVX-512 alone: emulated
+    assert not config.cpu_has_native_bf16("")  # no flags line (not Linux, a container hiding them): fp32, the safe one
+    cpu = config.PROFILES["cpu"]
+    assert cpu.bnb_compute_dtype == "float32" and cpu.cpu_bf16  # the table holds the safe value; the machine decides
+    assert config.cpu_compute(cpu, native_bf16=True).bnb_compute_dtype == "bfloat16"
+    assert config.cpu_compute(cpu, native_bf16=False).bnb_compute_dtype == "float32"
+    for name in ("cpu-tiny", "t4", "a100"):  # the tiny model's recipe and every GPU profile stay as they are
+        assert config.cpu_compute(config.PROFILES[name], native_bf16=True) == config.PROFILES[name]
+    expected = "bfloat16" if config.cpu_has_native_bf16() else "float32"
+    assert config.get_profile("cpu").bnb_compute_dtype == expected  # what every notebook's get_profile gives here
+    bf16 = config.cpu_compute(cpu, native_bf16=True)
+    assert train.precision(bf16)[1] == {"bf16": True, "fp16": False, "use_cpu": True}  # trains under bf16 autocast
+    no_gpu = {"cuda": False, "cuda_version": None, "name": None, "capability": None, "memory_gib": None}
+    ok = not any(f.level == "warn" for f in env.hardware_findings(bf16, no_gpu))
+    assert ok == config.cpu_has_native_bf16(), "bf16 on a CPU is flagged exactly where it is emulated"
 
 
 # ---------------------------------------------------------------------------------------------------- the cpu tier

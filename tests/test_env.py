@@ -31,9 +31,12 @@ def test_bf16_on_a_t4_is_an_error_with_the_fp16_fix():
     assert any(f.level == "error" and "bf16" in f.what and "fp16" in f.fix for f in findings)
 
 
-def test_bf16_compute_on_cpu_is_flagged():
+def test_bf16_compute_on_a_cpu_without_native_bf16_is_flagged(monkeypatch):
     slow = config.PROFILES["cpu-tiny"].replace(bnb_compute_dtype="bfloat16")
-    assert any("20x" in f.what for f in env.hardware_findings(slow, NO_GPU))
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: False)
+    assert any("emulated" in f.what and "16x" in f.what for f in env.hardware_findings(slow, NO_GPU))
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: True)  # AVX512-BF16 / AMX: bf16 is the faster choice
+    assert not any(f.level == "warn" for f in env.hardware_findings(slow, NO_GPU))
 
 
 def test_adjust_for_hardware_switches_bf16_to_fp16_on_a_t4(monkeypatch, capsys):

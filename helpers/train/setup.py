@@ -134,14 +134,16 @@ def sft_config(cfg: Profile, output_dir: str | Path, packing: bool = False, flag
 
 
 def match_adapter_dtype(model: "PreTrainedModel", cfg: Profile) -> int:
-    """Keep the LoRA weights in fp32 unless the compute dtype is bf16; returns how many tensors were cast. Taught in 03.
+    """Keep the LoRA weights in fp32 unless a GPU computes in bf16; returns how many tensors were cast. Taught in 03.
 
     TRL casts the adapter of a 4-bit model to bf16 (the QLoRA paper's choice). That suits bf16 GPUs, but on a CPU
-    (fp32 compute) every LoRA matmul would run in slow bf16, and fp16 mixed precision (T4) needs fp32 trainable weights.
+    with fp32 compute every LoRA matmul would run in slow bf16, fp16 mixed precision (T4) needs fp32 trainable
+    weights, and a CPU computing in bf16 (native bf16, :func:`helpers.config.cpu_compute`) trains under autocast,
+    which wants fp32 weights to update: the matmuls still run in bf16.
     """
     import torch
 
-    if cfg.bnb_compute_dtype == "bfloat16":
+    if cfg.bnb_compute_dtype == "bfloat16" and cfg.device != "cpu":
         return 0
     cast = 0
     for param in model.parameters():
