@@ -6,7 +6,10 @@ length from the profile, dynamic padding as notebook 03 trains): the median seco
 warm-up steps, and greedy generation (batch 16, the JSON prompt of 03) in new tokens per second. Variants:
 
 - ``cpu NF4 fp32``: the profile as shipped (4-bit NF4 base, fp32 compute);
-- ``cpu NF4 bf16``: the same with bf16 compute and bf16 autocast (``bf16=True, use_cpu=True``);
+- ``cpu NF4 bf16``: the same with bf16 compute and bf16 autocast (``bf16=True, use_cpu=True``), the LoRA weights cast
+  to fp32;
+- ``cpu NF4 bf16, bf16 LoRA weights``: the same with the LoRA weights left in bf16, as TRL casts them and as the
+  course trains on a CPU with native bf16 (``train.match_adapter_dtype``);
 - ``cpu bf16 LoRA``: no quantization, bf16 weights and autocast (LoRA on a 16-bit base);
 - ``cpu fp32 LoRA``: no quantization, fp32 weights (LoRA on the full-precision base);
 - ``cpu-tiny NF4 fp32``: the tiny model's recipe, the baseline of the ratios.
@@ -34,6 +37,7 @@ sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 VARIANTS = {
     "cpu NF4 fp32": ("cpu", {}, "qlora"),
     "cpu NF4 bf16": ("cpu", {"bnb_compute_dtype": "bfloat16"}, "qlora"),
+    "cpu NF4 bf16, bf16 LoRA weights": ("cpu", {"bnb_compute_dtype": "bfloat16"}, "qlora-bf16-weights"),
     "cpu bf16 LoRA": ("cpu", {"torch_dtype": "bfloat16", "bnb_compute_dtype": "bfloat16", "load_in_4bit": False},
                       "lora"),
     "cpu fp32 LoRA": ("cpu", {"load_in_4bit": False}, "lora"),
@@ -57,7 +61,7 @@ def measure(name: str, steps: int, gen_rows: int, new_tokens: int) -> dict[str, 
     cfg = config.PROFILES[profile].replace(**changes)  # the table's fp32 profile, not this CPU's choice: each variant
     cfg, flags = train.precision(cfg, log=lambda _m: None)
     tokenizer = models.load_tokenizer(cfg, log=lambda _m: None)
-    model = models.load_model(cfg, quantized=method == "qlora")
+    model = models.load_model(cfg, quantized=method.startswith("qlora"))
     times: list[float] = []
 
     class Clock(TrainerCallback):
@@ -74,7 +78,12 @@ def measure(name: str, steps: int, gen_rows: int, new_tokens: int) -> dict[str, 
                                 load_best_model_at_end=False, disable_tqdm=True, logging_steps=1000)
         trainer = SFTTrainer(model=model, args=args, train_dataset=train.to_dataset(rows), processing_class=tokenizer,
                              peft_config=train.lora_config(cfg), callbacks=[Clock()])
-        train.match_adapter_dtype(trainer.model, cfg)
+        if method == "qlora-bf16-weights":
+            train.match_adapter_dtype(trainer.model, cfg)  # bf16 compute: leaves TRL's bf16 LoRA weights as they are
+        else:
+            for param in trainer.model.parameters():  # fp32 LoRA weights, whatever the compute dtype
+                if param.requires_grad:
+                    param.data = param.data.float()
         train.keep_4bit_trainable(trainer.model)
         trainer.train()
     step_s = statistics.median(times[2:])

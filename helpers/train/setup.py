@@ -134,16 +134,16 @@ def sft_config(cfg: Profile, output_dir: str | Path, packing: bool = False, flag
 
 
 def match_adapter_dtype(model: "PreTrainedModel", cfg: Profile) -> int:
-    """Keep the LoRA weights in fp32 unless a GPU computes in bf16; returns how many tensors were cast. Taught in 03.
+    """Keep the LoRA weights in fp32 unless the compute dtype is bf16; returns how many tensors were cast. Taught in 03.
 
-    TRL casts the adapter of a 4-bit model to bf16 (the QLoRA paper's choice). That suits bf16 GPUs, but on a CPU
-    with fp32 compute every LoRA matmul would run in slow bf16, fp16 mixed precision (T4) needs fp32 trainable
-    weights, and a CPU computing in bf16 (native bf16, :func:`helpers.config.cpu_compute`) trains under autocast,
-    which wants fp32 weights to update: the matmuls still run in bf16.
+    TRL casts the adapter of a 4-bit model to bf16 (the QLoRA paper's choice). That suits bf16 GPUs and a CPU with
+    native bf16 (:func:`helpers.config.cpu_compute`; there bf16 LoRA weights made a step 1.15x faster than fp32 ones,
+    ``bench/bench_cpu_profile.py``), but on a CPU with fp32 compute every LoRA matmul would run in slow bf16, and fp16
+    mixed precision (T4) needs fp32 trainable weights.
     """
     import torch
 
-    if cfg.bnb_compute_dtype == "bfloat16" and cfg.device != "cpu":
+    if cfg.bnb_compute_dtype == "bfloat16":
         return 0
     cast = 0
     for param in model.parameters():
