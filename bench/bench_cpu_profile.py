@@ -58,7 +58,7 @@ def measure(name: str, steps: int, gen_rows: int, new_tokens: int) -> dict[str, 
     from helpers import config, data, evaluate, models, train
 
     profile, changes, method = VARIANTS[name]
-    cfg = config.PROFILES[profile].replace(**changes)  # the table's fp32 profile, not this CPU's choice: each variant
+    cfg = config.PROFILES[profile].replace(**changes)  # each variant from the table's profile, not this CPU's choice
     cfg, flags = train.precision(cfg, log=lambda _m: None)
     tokenizer = models.load_tokenizer(cfg, log=lambda _m: None)
     model = models.load_model(cfg, quantized=method.startswith("qlora"))
@@ -78,12 +78,9 @@ def measure(name: str, steps: int, gen_rows: int, new_tokens: int) -> dict[str, 
                                 load_best_model_at_end=False, disable_tqdm=True, logging_steps=1000)
         trainer = SFTTrainer(model=model, args=args, train_dataset=train.to_dataset(rows), processing_class=tokenizer,
                              peft_config=train.lora_config(cfg), callbacks=[Clock()])
-        if method == "qlora-bf16-weights":
-            train.match_adapter_dtype(trainer.model, cfg)  # bf16 compute: leaves TRL's bf16 LoRA weights as they are
-        else:
-            for param in trainer.model.parameters():  # fp32 LoRA weights, whatever the compute dtype
-                if param.requires_grad:
-                    param.data = param.data.float()
+        # bf16 compute keeps TRL's bf16 LoRA weights; every other variant trains fp32 LoRA weights
+        weights = cfg if method == "qlora-bf16-weights" else cfg.replace(bnb_compute_dtype="float32")
+        train.match_adapter_dtype(trainer.model, weights)
         train.keep_4bit_trainable(trainer.model)
         trainer.train()
     step_s = statistics.median(times[2:])

@@ -136,7 +136,7 @@ PROFILES: dict[str, Profile] = {
         description="SmolLM2-135M-Instruct from its pinned PyPI wheel, offline: a real instruct model on any CPU",
         device="cpu",
         wheel=CPU_MODEL_WHEEL,
-        cpu_bf16=True,  # bench/bench_cpu_profile.py: 1.8x faster steps with native bf16; 16x slower where emulated
+        cpu_bf16=True,  # bench/bench_cpu_profile.py: 1.27x faster steps with native bf16; 16x slower where emulated
     ),
     "t4": Profile(
         name="t4",
@@ -219,7 +219,7 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     elsewhere (macOS, Windows) the answer is no, and fp32 is the safe choice.
 
     Without it PyTorch emulates bf16: a QLoRA step of the ``cpu`` profile took 16x longer than in fp32 on an AVX2 EPYC;
-    with it, 1.8x shorter (``bench/bench_cpu_profile.py``, both in ``bench/results.md``).
+    with it, 1.27x shorter (``bench/bench_cpu_profile.py``, both in ``bench/results.md``).
     """
     if cpuinfo is None:
         try:

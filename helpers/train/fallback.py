@@ -131,8 +131,8 @@ def _inputs_sha(cfg: Profile, *inputs: Any) -> str:
     wheel = profile.pop("wheel", "")
     if wheel:
         profile["model_id"] = wheel
-    if profile.pop("cpu_bf16", False):  # left out when off, as the wheel: runs fingerprinted before it still match
-        profile["cpu_bf16"] = True
+    if not profile["cpu_bf16"]:  # left out when off, as the wheel: runs fingerprinted before it still match
+        del profile["cpu_bf16"]
     return _fingerprint(profile, *inputs)
 
 
