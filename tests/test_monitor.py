@@ -50,6 +50,17 @@ def test_ordinary_weeks_pass_and_a_launch_week_is_flagged(monitor):
     assert check.loc["oov_rate", "flagged"] and check.loc["unknown_product", "flagged"]
 
 
+def test_a_small_reference_window_keeps_ordinary_weeks_quiet():
+    # eval_limit 50 (the cpu profile) makes a 50-ticket window: its thresholds must carry the window's own noise
+    test = data.load_split("test")[:50]
+    small = ev.fit_monitor(ev.tickets_from_rows(data.load_split("train")), ev.tickets_from_rows(test),
+                           ev.references_from_rows(test), 32, catalogue=PRODUCTS, categories=CATEGORIES)
+    weeks = [ev.simulate_week(32, seed=seed) for seed in range(1, 21)]
+    flagged = [seed for seed, week in enumerate(weeks, 1)
+               if small.check(ev.tickets_from_rows(week), ev.references_from_rows(week))["flagged"].any()]
+    assert len(flagged) <= 1, f"ordinary weeks {flagged} flagged against a 50-ticket window"  # 3 of 20 before
+
+
 def test_output_health_catches_broken_answers(monitor):
     week = ev.simulate_week(32, seed=4)
     tickets = ev.tickets_from_rows(week)

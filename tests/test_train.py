@@ -268,6 +268,28 @@ def test_keep_4bit_trainable_restores_gradients_after_an_eval_pass(tiny_dir):
     assert same(fresh, grads())
 
 
+def test_adapter_dtype_keeps_bf16_weights_only_where_their_updates_survive():
+    import torch
+
+    bf16 = config.get_profile("cpu-tiny").replace(bnb_compute_dtype="bfloat16")
+
+    def fresh() -> torch.nn.Module:
+        layer = torch.nn.Linear(4, 4).to(torch.bfloat16)
+        layer.bias.requires_grad_(False)  # frozen tensors are left as they are
+        return layer
+
+    kept = fresh()
+    assert train.match_adapter_dtype(kept, bf16) == 0 and kept.weight.dtype == torch.bfloat16
+    assert train.match_adapter_dtype(kept, bf16, 5e-4) == 0 and kept.weight.dtype == torch.bfloat16
+    small = fresh()  # 07's rates: bf16 would round an Adam step of 2e-5 away on a weight of 0.05
+    assert (torch.tensor(0.05, dtype=torch.bfloat16) + 2e-5).item() == \
+        torch.tensor(0.05, dtype=torch.bfloat16).item()
+    assert train.match_adapter_dtype(small, bf16, 2e-5) == 1
+    assert small.weight.dtype == torch.float32 and small.bias.dtype == torch.bfloat16
+    fp32 = fresh()
+    assert train.match_adapter_dtype(fp32, config.get_profile("cpu-tiny"), 5e-4) == 1
+
+
 @pytest.mark.parametrize("entry", ["experiment", "train_adapter"])
 def test_a_finished_run_frees_its_model_without_waiting_for_the_garbage_collector(tmp_path, monkeypatch, entry):
     """Accelerate and PEFT keep bound methods of the model on the model (a reference cycle): without an explicit full

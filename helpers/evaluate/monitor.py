@@ -5,7 +5,8 @@ and the model's answers (output health). Each statistic of a week is compared wi
 tickets from the training distribution and the shipped model's answers to them — and flagged when it is both
 
 - **unusual**: beyond the 99.5th (or 0.5th) percentile of the same statistic on weeks of the same size resampled
-  from the reference window (small weeks are noisy; a fixed cut-off would fire every week); for a share of tickets
+  from the reference window, each compared with the window resampled at its own size (small weeks are noisy, and so
+  is a small window; a fixed cut-off would fire every week); for a share of tickets
   (:data:`RATES`), of a binomial count around the window's rate with half an event added, so that a window without a
   single event does not turn one event into an alarm, and
 - **material**: at least a stated change (:data:`MATERIAL`), so a tiny but real shift does not page anyone.
@@ -107,13 +108,16 @@ class Monitor:
             })
         return rows
 
-    def statistics(self, rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-        """The statistics of :data:`STATISTICS` for one week's feature rows."""
+    def statistics(self, rows: Sequence[dict[str, Any]],
+                   reference: Sequence[dict[str, Any]] | None = None) -> dict[str, float]:
+        """The statistics of :data:`STATISTICS` for one week's feature rows (PSIs against ``reference``, by default
+        the monitor's reference window)."""
         bins = list(range(len(self.length_edges) + 1))
         classes = [*self.categories, INVALID]
         n = len(rows) or 1
-        ref_len = _shares([r["length_bin"] for r in self.reference], bins)
-        ref_cat = _shares([r["category"] for r in self.reference], classes)
+        reference = self.reference if reference is None else reference
+        ref_len = _shares([r["length_bin"] for r in reference], bins)
+        ref_cat = _shares([r["category"] for r in reference], classes)
         return {
             "length_psi": psi(ref_len, _shares([r["length_bin"] for r in rows], bins)),
             "oov_rate": sum(r["oov"] for r in rows) / n,
@@ -152,7 +156,12 @@ def fit_monitor(train_tickets: Sequence[str], reference_tickets: Sequence[str], 
     monitor.reference = monitor.features(reference_tickets, reference_outputs)
     monitor.reference_values = monitor.statistics(monitor.reference)
     rng = random.Random(seed)
-    weeks = [monitor.statistics(rng.choices(monitor.reference, k=week_size)) for _ in range(n_weeks)]
+    # The reference window is a sample too: a PSI between a fresh week and it carries the window's own noise, which
+    # weeks resampled from the window alone leave out (a 50-ticket window flagged 10 of 40 ordinary weeks that way).
+    # So each simulated week is compared with a window resampled at the window's size: both samples vary, as in use.
+    size = len(monitor.reference)
+    weeks = [monitor.statistics(rng.choices(monitor.reference, k=week_size), rng.choices(monitor.reference, k=size))
+             for _ in range(n_weeks)]
     for name, (_, bad, _) in STATISTICS.items():
         if name in RATES:  # a count of events: binomial around the window's rate, plus half an event
             events = monitor.reference_values[name] if bad == "up" else 1 - monitor.reference_values[name]

@@ -105,7 +105,7 @@ def fit(
 
         trainer.remove_callback(PrinterCallback)
     peft_config = peft_config if peft_config is not None else saved_config
-    match_adapter_dtype(trainer.model, cfg)
+    match_adapter_dtype(trainer.model, cfg, training_args.learning_rate)
     keep_4bit_trainable(trainer.model)
     checkpoint = last_checkpoint(checkpoint_dir) if resume else None
     memory.reset_peak(cfg.device)
@@ -186,7 +186,7 @@ def quick_run(cfg: Profile, method: str, steps: int, train_rows: Sequence[dict[s
             trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(train_rows),
                                  eval_dataset=to_dataset(eval_rows), processing_class=tokenizer,
                                  peft_config=peft_config)
-        match_adapter_dtype(trainer.model, cfg)
+        match_adapter_dtype(trainer.model, cfg, args.learning_rate)
         keep_4bit_trainable(trainer.model)
         started = time.time()
         trainer.train()
