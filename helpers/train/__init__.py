@@ -21,8 +21,8 @@ Every name stays importable from ``helpers.train`` (``train.fit``, ``train.LiveC
 
 from helpers.plots import _pyplot  # drawn by decide, evaluate, memory and models before the split
 from helpers.train.setup import (
-    DEFAULTS, keep_4bit_trainable, last_checkpoint, lora_config, match_adapter_dtype, PEFT_CHECKPOINTING_WARNING,
-    precision, sft_config, trainable_parameters, TrainDefaults, TrainingSetupError,
+    BF16_WEIGHTS_MIN_LR, DEFAULTS, keep_4bit_trainable, last_checkpoint, lora_config, match_adapter_dtype,
+    PEFT_CHECKPOINTING_WARNING, precision, sft_config, trainable_parameters, TrainDefaults, TrainingSetupError,
 )
 from helpers.train.masks import (
     batched_padding, check_assistant_masks, MaskReport, packing_helps, padding_fraction, read_jsonl, split_path,
