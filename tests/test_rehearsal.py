@@ -359,7 +359,7 @@ def test_notebook_07_dpo_and_grpo_run_on_the_qwen2_stand_in(stand_ins, rows, tmp
                                                  max_length=cfg.max_seq_length, **common),
                      train_dataset=Dataset.from_list(pairs), processing_class=tokenizer)
     assert set(dpo.model.peft_config) == {"default", "ref"}  # the reference is a frozen copy of the SFT adapter
-    train.match_adapter_dtype(dpo.model, cfg)
+    train.match_adapter_dtype(dpo.model, cfg, dpo.args.learning_rate)  # as 07 does
     train.keep_4bit_trainable(dpo.model)
     dpo.train()
     assert len(train.log_series(dpo.state.log_history, "rewards/margins")) == 2
@@ -370,7 +370,7 @@ def test_notebook_07_dpo_and_grpo_run_on_the_qwen2_stand_in(stand_ins, rows, tmp
                        args=GRPOConfig(output_dir=str(tmp_path / "grpo"), num_generations=2,
                                        per_device_train_batch_size=4, max_completion_length=8,
                                        reward_weights=list(evaluate.REWARD_WEIGHTS.values()), **common))
-    train.match_adapter_dtype(grpo.model, cfg)
+    train.match_adapter_dtype(grpo.model, cfg, grpo.args.learning_rate)
     train.keep_4bit_trainable(grpo.model)
     grpo.train()
     assert [v for _, v in train.log_series(grpo.state.log_history, "reward")] == [0.0, 0.0]  # no valid JSON yet
