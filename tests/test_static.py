@@ -274,3 +274,25 @@ def test_the_held_out_check_passes_choices_on_validation_and_a_clean_rebinding()
              (5, "best = train.best_run(table_of(val))"), (6, "rows = data.load_split('train')"),
              (7, "pick = frame(rows).idxmax()")]
     assert held_out_problems(cells) == []
+
+
+REPO_LIMIT_BYTES = 45_000_000  # Colab clones the repository and a GPU check carries it (64 MiB with what it needs)
+
+
+def test_the_repository_stays_small_and_each_fallback_within_its_limit():
+    import subprocess
+
+    from helpers.build.fallback import too_big
+    from helpers.config import FALLBACK_DIR
+
+    for folder in sorted(p for p in FALLBACK_DIR.iterdir() if p.is_dir()):
+        assert too_big(folder) is None, f"{folder.name}: {too_big(folder)}"
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, timeout=60)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: the tracked files cannot be listed")
+    sizes = {name: (REPO_ROOT / name).stat().st_size for name in listed.stdout.decode().split("\0")
+             if name and (REPO_ROOT / name).is_file()}
+    total = sum(sizes.values())
+    largest = sorted(sizes, key=sizes.get, reverse=True)[:3]
+    assert total <= REPO_LIMIT_BYTES, (f"the tracked files take {total / 1e6:.1f} MB, over {REPO_LIMIT_BYTES / 1e6:.0f} "
+                                       f"MB (largest: {', '.join(largest)})")

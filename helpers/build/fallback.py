@@ -1,13 +1,14 @@
-"""Build ``data/fallback/cpu-tiny``: what the course's training cells made, shipped so a learner can skip them.
+"""Build ``data/fallback/<profile>``: what the course's training cells made, shipped so a learner can skip them.
 
-``python -m helpers.build.fallback`` runs notebooks 03, 05, 07 and 08 in the ``cpu-tiny`` profile with the course
-runner (into a temporary artifacts folder, with ``USE_FALLBACK`` off: they train), then copies what their training
-cells produced — 03's adapter and its log and its method comparison, 05's tracked runs (manifests with their answers
-and curves; the adapters of the two runs later cells load) and the answers its data fix was chosen from, 07's DPO
-and GRPO adapters and logs, 08's script launches — and writes ``FALLBACK.json``: the command, the date,
-the commit, the machine, each notebook's runtime and every file's SHA-256. With ``USE_FALLBACK = True`` (or
-``COURSE_FALLBACK=1``) the notebooks load these instead of training (:func:`helpers.train.load_fallback`,
-:func:`helpers.train.copy_fallback`, ``train.experiment(fallback=...)``).
+``python -m helpers.build.fallback [--profile cpu-tiny]`` runs notebooks 03, 05, 07 and 08 in a CPU profile with the
+course runner (into a temporary artifacts folder, with ``USE_FALLBACK`` off: they train), then copies what their
+training cells produced — 03's adapter and its log and its method comparison, 05's tracked runs (manifests with their
+answers and curves; the adapters of the two runs later cells load) and the answers its data fix was chosen from, 07's
+DPO and GRPO adapters and logs, 08's script launches (without the tokenizer files, which are the profile's own and are
+saved again when a launch is loaded, nor its run marker) — and writes ``FALLBACK.json``: the command, the date, the commit, the machine,
+each notebook's runtime and every file's SHA-256. A build that would exceed :data:`MAX_BYTES` ships nothing and names
+the largest files. With ``USE_FALLBACK = True`` (or ``COURSE_FALLBACK=1``) the notebooks load these instead of training
+(:func:`helpers.train.load_fallback`, :func:`helpers.train.copy_fallback`, ``train.experiment(fallback=...)``).
 """
 
 from __future__ import annotations
@@ -24,15 +25,23 @@ from pathlib import Path
 from helpers import course
 from helpers.checksums import sha256
 from helpers.cli import path_arg
-from helpers.config import (ARTIFACTS_ENV_VAR, FALLBACK_DIR, FALLBACK_ENV_VAR, PROFILE_ENV_VAR, REPO_ROOT,
+from helpers.config import (ARTIFACTS_ENV_VAR, FALLBACK_DIR, FALLBACK_ENV_VAR, PROFILE_ENV_VAR, PROFILES,
                             unwritable_folder)
 from helpers.readme import git_commit
-from helpers.train import copy_fallback, hardware, library_versions
+from helpers.train import RUN_MARKER, copy_fallback, hardware, library_versions
 
 NOTEBOOKS = ("03", "05", "07", "08")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # 05's runs whose adapters a later cell loads (5.11's test split; 06's second adapter): the others ship their manifest.
 RUNS_WITH_ADAPTER = ("continue-control", "continue-fix")
+# What a launch of 08 saves of the profile's tokenizer: not shipped, since loading the launch saves it again from the
+# profile (train.fallback._shipped_launch); SmolLM2's tokenizer.json alone is 3.5 MB, three launches 10.5 MB.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
+                   "vocab.json", "merges.txt")
+# The most a profile's fallback may hold. The whole repository stays under 45 MB (tests/test_static.py): Colab clones
+# it and a GPU check carries it. An r 16 adapter of the cpu profile is 9.8 MB in bf16, so that profile needs a smaller
+# rank, or fewer adapters, before it can ship one.
+MAX_BYTES = 15_000_000
 
 
 def _copy(source: Path, target: Path, names: tuple[str, ...]) -> None:
@@ -46,9 +55,10 @@ def _copy(source: Path, target: Path, names: tuple[str, ...]) -> None:
 PARTS = {"03": ("adapter", "method_comparison.json"), "05": ("runs",), "07": ("dpo", "grpo"), "08": ("scale_out",)}
 
 
-def collect(artifacts: Path, out: Path, notebooks: tuple[str, ...] = NOTEBOOKS) -> list[Path]:
-    """Copy the shipped subset of a cpu-tiny ``artifacts/`` folder into ``out``: the parts of ``notebooks`` only."""
-    tiny = artifacts / "cpu-tiny"
+def collect(artifacts: Path, out: Path, notebooks: tuple[str, ...] = NOTEBOOKS, profile: str = "cpu-tiny"
+            ) -> list[Path]:
+    """Copy the shipped subset of a profile's ``artifacts/`` folder into ``out``: the parts of ``notebooks`` only."""
+    tiny = artifacts / profile
     out.mkdir(parents=True, exist_ok=True)
     for part in (part for nb in notebooks for part in PARTS[nb]):
         target = out / part
@@ -68,7 +78,8 @@ def collect(artifacts: Path, out: Path, notebooks: tuple[str, ...] = NOTEBOOKS) 
             raise FileNotFoundError(f"{tiny / 'scale_out'} holds no launches: 08 did not run its script")
         for launch in launches:
             _copy(launch, out / "scale_out" / launch.name,
-                  tuple(p.name for p in sorted(launch.iterdir()) if p.is_file()))
+                  tuple(p.name for p in sorted(launch.iterdir())
+                        if p.is_file() and p.name not in (*TOKENIZER_FILES, RUN_MARKER)))
     if "05" in notebooks:
         recorded = sorted((tiny / "runs").glob("*.json"))  # answers 05 chose from (train.recorded_outputs)
         if not recorded:
@@ -84,53 +95,85 @@ def collect(artifacts: Path, out: Path, notebooks: tuple[str, ...] = NOTEBOOKS) 
     return sorted(p for p in out.rglob("*") if p.is_file() and p.name != "FALLBACK.json")
 
 
-def build(out: Path = FALLBACK_DIR / "cpu-tiny", keep: Path | None = None,
-          only: tuple[str, ...] | None = None) -> Path:
-    """Run 03, 05, 07 and 08 on cpu-tiny (training), collect their results into ``out``; return its FALLBACK.json.
+def too_big(folder: Path, limit: int = MAX_BYTES) -> str | None:
+    """Why ``folder`` cannot ship (its files exceed ``limit`` bytes, the largest named), or None when it fits."""
+    files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: -p.stat().st_size)
+    total = sum(p.stat().st_size for p in files)
+    if total <= limit:
+        return None
+    largest = ", ".join(f"{p.relative_to(folder)} {p.stat().st_size / 1e6:.1f} MB" for p in files[:4])
+    return (f"the fallback would hold {total / 1e6:.1f} MB, over its limit of {limit / 1e6:.0f} MB (largest: "
+            f"{largest}): give this profile a smaller LoRA rank (bench/cpu_recipe.py --rank R measures one on "
+            "validation) or ship fewer adapters")
 
-    ``only`` rebuilds the parts of some notebooks and keeps the rest: the later notebooks start from the shipped 03
-    adapter (as they would from 03's), and ``FALLBACK.json`` records the partial rebuild beside the full build.
+
+def build(profile: str = "cpu-tiny", out: Path | None = None, keep: Path | None = None,
+          only: tuple[str, ...] | None = None) -> Path:
+    """Run 03, 05, 07 and 08 in ``profile`` (training), collect their results into ``out``; return its FALLBACK.json.
+
+    ``out`` defaults to ``data/fallback/<profile>``. ``only`` rebuilds the parts of some notebooks and keeps the rest:
+    the later notebooks start from the shipped 03 adapter (as they would from 03's), and ``FALLBACK.json`` records the
+    partial rebuild beside the full build. The files are gathered in the work folder first: a build over
+    :data:`MAX_BYTES` raises ``SystemExit`` and leaves ``out`` as it was.
     """
+    if profile not in PROFILES or PROFILES[profile].device != "cpu":
+        cpu = ", ".join(name for name, cfg in PROFILES.items() if cfg.device == "cpu")
+        raise SystemExit(f"error: --profile {profile}: the fallback is built on this machine, for a CPU profile "
+                         f"({cpu})")
+    out = Path(out or FALLBACK_DIR / profile)
     notebooks = tuple(only or NOTEBOOKS)
     unknown = sorted(set(notebooks) - set(NOTEBOOKS))
     if unknown:
         raise SystemExit(f"error: --only {' '.join(unknown)}: the fallback holds notebooks {', '.join(NOTEBOOKS)}")
+    if only and not (out / "FALLBACK.json").is_file():
+        raise SystemExit(f"error: --only rebuilds part of a shipped fallback, and {out} holds none: build it whole")
     work = Path(keep or tempfile.mkdtemp(prefix="course-fallback-"))
-    os.environ.update({ARTIFACTS_ENV_VAR: str(work / "artifacts"), PROFILE_ENV_VAR: "cpu-tiny",
-                       "HF_HUB_OFFLINE": "1"})
+    os.environ.update({ARTIFACTS_ENV_VAR: str(work / "artifacts"), PROFILE_ENV_VAR: profile, "HF_HUB_OFFLINE": "1"})
     os.environ.pop(FALLBACK_ENV_VAR, None)
     if "03" not in notebooks:
-        copy_fallback(out, "adapter", work / "artifacts" / "cpu-tiny" / "adapter")
+        copy_fallback(out, "adapter", work / "artifacts" / profile / "adapter")
     started = time.time()
-    status = course.run_course("cpu-tiny", list(notebooks), runs_dir=work / "runs")
+    status = course.run_course(profile, list(notebooks), runs_dir=work / "runs")
     if status != 0:
         raise SystemExit(f"error: a notebook failed (see {work / 'runs'}); nothing was shipped")
     reports = sorted((work / "runs").glob("*/report.json"))
     seconds = {r["name"]: round(r["seconds"], 1) for r in json.loads(reports[-1].read_text())}
-    files = collect(work / "artifacts", out, notebooks)
-    made = {"command": "python -m helpers.build.fallback" + (f" --only {' '.join(notebooks)}" if only else ""),
-            "made_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": git_commit()}
+    staged = work / "shipped"
+    if staged.exists():
+        shutil.rmtree(staged)
     if only:
-        record = json.loads((out / "FALLBACK.json").read_text())
+        shutil.copytree(out, staged)
+    files = collect(work / "artifacts", staged, notebooks, profile)
+    problem = too_big(staged)
+    if problem:
+        raise SystemExit(f"error: {problem}; nothing was shipped (the files are in {staged})")
+    made = {"command": "python -m helpers.build.fallback" + (f" --profile {profile}" if profile != "cpu-tiny" else "")
+            + (f" --only {' '.join(notebooks)}" if only else ""),
+            "made_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": git_commit()}
+    listing = {str(p.relative_to(staged)): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files}
+    if only:
+        record = json.loads((staged / "FALLBACK.json").read_text())
         record["notebook_seconds"].update(seconds)
         record.setdefault("rebuilt", []).append({**made, "notebooks": list(notebooks), "notebook_seconds": seconds})
-        record["files"] = {str(p.relative_to(out)): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files}
-        (out / "FALLBACK.json").write_text(json.dumps(record, indent=1) + "\n")
-        print(f"rebuilt the parts of {', '.join(notebooks)}; {len(files)} files in {out}")
-        return out / "FALLBACK.json"
-    record = {
-        "what": "results of the training cells of notebooks 03, 05, 07 and 08 in the cpu-tiny profile",
-        **made,
-        "hardware": hardware(),
-        "versions": library_versions(),
-        "notebook_seconds": seconds,
-        "build_seconds": round(time.time() - started, 1),
-        "files": {str(p.relative_to(out)): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files},
-    }
-    path = out / "FALLBACK.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"shipped {len(files)} files ({sum(p.stat().st_size for p in files) / 2**20:.1f} MiB) to {out}")
-    return path
+        record["files"] = listing
+    else:
+        record = {
+            "what": f"results of the training cells of notebooks 03, 05, 07 and 08 in the {profile} profile",
+            **made,
+            "hardware": hardware(),
+            "versions": library_versions(),
+            "notebook_seconds": seconds,
+            "build_seconds": round(time.time() - started, 1),
+            "files": listing,
+        }
+    (staged / "FALLBACK.json").write_text(json.dumps(record, indent=1) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(staged, out)
+    size = sum(meta["bytes"] for meta in listing.values()) / 2**20
+    print(f"{'rebuilt the parts of ' + ', '.join(notebooks) + '; ' if only else 'shipped '}{len(files)} files "
+          f"({size:.1f} MiB) to {out}")
+    return out / "FALLBACK.json"
 
 
 def verify(out: Path = FALLBACK_DIR / "cpu-tiny") -> list[str]:
@@ -148,6 +191,7 @@ def verify(out: Path = FALLBACK_DIR / "cpu-tiny") -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Command line: build (default) or ``--verify``."""
     parser = argparse.ArgumentParser(prog="python -m helpers.build.fallback", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu-tiny", help="the CPU profile to build it for (default: cpu-tiny)")
     parser.add_argument("--verify", action="store_true", help="check the shipped files against FALLBACK.json")
     parser.add_argument("--only", nargs="+", metavar="NN", help="rebuild these notebooks' parts only (03 05 07 08)")
     parser.add_argument("--keep", type=path_arg, help="work folder to keep (runs and artifacts); default: a temporary "
@@ -158,10 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep and unwritable_folder(args.keep):
         parser.error(f"--keep {unwritable_folder(args.keep)}")
     if args.verify:
-        problems = verify()
-        print("\n".join(problems) or "data/fallback/cpu-tiny matches FALLBACK.json")
+        folder = FALLBACK_DIR / args.profile
+        if not (folder / "FALLBACK.json").is_file():
+            parser.error(f"--profile {args.profile}: {folder} holds no FALLBACK.json: nothing shipped to verify")
+        problems = verify(folder)
+        print("\n".join(problems) or f"data/fallback/{args.profile} matches FALLBACK.json")
         return 1 if problems else 0
-    build(keep=args.keep, only=tuple(args.only) if args.only else None)
+    build(args.profile, keep=args.keep, only=tuple(args.only) if args.only else None)
     return 0
 
 

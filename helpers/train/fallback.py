@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from helpers.config import FallbackError, Profile, artifacts_dir, repo_relative
+from helpers.models import load_tokenizer
 from helpers.train.manifest import MANIFEST_NAME, Run
 from helpers.train.runconfig import ScriptConfig, claim_output_dir
 
@@ -231,6 +232,8 @@ def _shipped_launch(source: Path, script: ScriptConfig, log: Callable[[str], Non
     for path in source.iterdir():
         if path.is_file() and path.name != "config.json":
             shutil.copy2(path, out / path.name)
+    if not (source / "tokenizer_config.json").is_file():  # not shipped: the profile's own, as the script saves it
+        load_tokenizer(script.profile(), log=lambda _: None).save_pretrained(str(out))
     manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
     log(f"USE_FALLBACK: the launch {source.name!r} as the course shipped it (not run now: "
         f"{manifest['metrics'].get('global_step')} steps, trained in {manifest.get('wall_time_s', 0):.0f} s when made)")
