@@ -7,7 +7,9 @@ every hand-written ticket (greedy) and scores them beside the majority answer: v
 order ids exact on the tickets that name one, each field. Then 06's GGUF route on the merged model: llama.cpp's
 converter (f16, q8_0), ``export.verify_gguf``, and, when the llama.cpp runtime is installed (``make gguf``), the first
 ``--gguf-rows`` test tickets answered by llama.cpp beside transformers. Writes ``bench/results.md`` (sections
-``cpu_test_once`` and ``cpu_gguf``) with answers to read.
+``cpu_test_once`` and ``cpu_gguf``) with answers to read. The compute dtype is the one this CPU runs the profile in
+(``config.cpu_compute``: bf16 with native bf16): a bf16 run writes its own sections (``cpu_test_once_bf16``,
+``cpu_gguf_bf16``) and its own folder (``artifacts/cpu/test-once-bf16``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def score_row(name: str, texts: list[str], references: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Train the chosen recipe, score test and hand-written tickets once, then convert, verify and run the GGUF."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "cpu" / "test-once")
+    parser.add_argument("--out", type=Path, default=None, help="default: artifacts/cpu/test-once (-bf16)")
     parser.add_argument("--gguf-rows", type=int, default=16, help="test tickets answered through llama.cpp")
     args = parser.parse_args(argv)
 
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from helpers import config, data, evaluate, export, models, train
 
     cfg = config.get_profile("cpu")
+    suffix = "_bf16" if cfg.bnb_compute_dtype == "bfloat16" else ""
+    args.out = args.out or ROOT / "artifacts" / "cpu" / ("test-once" + suffix.replace("_", "-"))
     adapter = args.out / "adapter"
     started = time.time()
     if not (adapter / "adapter_model.safetensors").is_file():
@@ -72,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         shown += [f"- {split} ticket: {json.dumps(evaluate.tickets_from_rows(rows[i:i + 1])[0][:150])}  \n  answer: "
                   f"`{answers[i][:200]}`  \n  reference: `{references[i][:200]}`" for i in range(2)]
     metrics = manifest["metrics"]
-    write_section("cpu_test_once", "The cpu profile's 03 recipe on the test split, once (`bench/cpu_test_once.py`)", [
+    write_section("cpu_test_once" + suffix, "The cpu profile's 03 recipe" + (" with bf16 compute" if suffix else "")
+                  + " on the test split, once (`bench/cpu_test_once.py`)", [
         f"SmolLM2-135M-Instruct, 03's recipe as `train.train_adapter` runs it on the `cpu` profile (chosen on "
         f"validation: `cpu_recipe` above): {metrics['global_step']} steps, learning rate {cfg.learning_rate:g}, "
-        f"LoRA r {cfg.lora_r}; training took {train_s / 60:.1f} min (0 when the adapter already existed). Every test "
+        f"LoRA r {cfg.lora_r}, {'bf16' if suffix else 'fp32'} compute; training took {train_s / 60:.1f} min (0 when "
+        f"the adapter already existed). Every test "
         f"ticket and every hand-written ticket answered once, greedy; nothing was chosen from these numbers.", "",
         *sections, "Answers to read beside the numbers:", "", *shown], command_line(argv, "cpu_test_once.py"))
     del model
@@ -115,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", f"The first {len(rows)} test tickets, greedy, the chat template from each file:", "",
                   *table(["answers", "valid JSON", "mean field accuracy", "identical to transformers",
                           "new tokens / s"], table_rows)]
-    write_section("cpu_gguf", "06's GGUF route on the cpu profile's merged model (`bench/cpu_test_once.py`)", [
+    write_section("cpu_gguf" + suffix, "06's GGUF route on the cpu profile's merged model"
+                  + (" (bf16 recipe)" if suffix else "") + " (`bench/cpu_test_once.py`)", [
         "llama.cpp's own converter from the pinned llama-cpp-python 0.3.36 sdist, read back with `verify_gguf`:", "",
         *lines], command_line(argv, "cpu_test_once.py"))
     return 0

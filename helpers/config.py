@@ -297,18 +297,27 @@ def get_profile(name: str | None = "auto") -> Profile:
     return cpu_compute(PROFILES[resolve_profile_name(name)])
 
 
+# What each notebook loads from a fallback: its own training results and 03's adapter, which 04-07 start from when
+# artifacts/ lacks it; 06 also loads 05's continue-fix run as its second adapter.
+FALLBACK_NEEDS: dict[str, tuple[str, ...]] = {"03": ("03",), "04": ("03",), "05": ("03", "05"), "06": ("03", "05"),
+                                              "07": ("03", "07"), "08": ("08",)}
+
+
 def shipped_fallbacks() -> list[str]:
     """The profiles whose training results the course ships in ``data/fallback/<profile>`` (with a FALLBACK.json)."""
     return [name for name in PROFILES if (FALLBACK_DIR / name / "FALLBACK.json").is_file()]
 
 
-def fallback_dir(use: bool, profile: "Profile | str") -> Path | None:
+def fallback_dir(use: bool, profile: "Profile | str", notebook: str | None = None) -> Path | None:
     """The shipped training results a notebook uses instead of training, or None to train. Taught in 03.
 
     ``use`` is the notebook's ``USE_FALLBACK`` parameter; ``COURSE_FALLBACK=1`` in the environment turns it on for
-    every notebook (the course runner's ``--fallback``). The results exist for the profiles in :func:`shipped_fallbacks`
-    (``cpu-tiny`` today): they were made by the course's own notebooks (``python -m helpers.build.fallback``), and
-    ``FALLBACK.json`` says when, how and where.
+    every notebook (the course runner's ``--fallback``). The results exist for the profiles in
+    :func:`shipped_fallbacks`: they were made by the course's own notebooks (``python -m helpers.build.fallback``),
+    and ``FALLBACK.json`` says when, how and where. A fallback may ship some notebooks' results only (``cpu``: 03's
+    adapter, the one every later notebook starts from; its ``FALLBACK.json`` lists them under ``notebooks``):
+    ``notebook`` ("05_iterate") then gets None, with the reason printed, when what it loads (:data:`FALLBACK_NEEDS`)
+    is not all shipped, and trains.
     """
     wanted = bool(use) or os.environ.get(FALLBACK_ENV_VAR, "").strip().lower() in ("1", "true", "yes")
     if not wanted:
@@ -326,6 +335,14 @@ def fallback_dir(use: bool, profile: "Profile | str") -> Path | None:
             f"({FALLBACK_DIR}), not for {name!r}: set USE_FALLBACK = False (and unset {FALLBACK_ENV_VAR}) to train on "
             f"this profile" + (f", or PROFILE = \"{shipped[0]}\" to use them" if shipped else ""))
     made = json.loads((folder / "FALLBACK.json").read_text())
+    shipped_notebooks = made.get("notebooks")  # absent: all four training notebooks (cpu-tiny)
+    missing = [n for n in FALLBACK_NEEDS.get((notebook or "")[:2], ()) if shipped_notebooks is not None
+               and n not in shipped_notebooks]
+    if missing:
+        print(f"USE_FALLBACK: {repo_relative(str(folder))} ships the results of notebook "
+              f"{', '.join(shipped_notebooks)} only, not {', '.join(missing)}'s, which this notebook needs: its "
+              f"training cells train (the repository's size limit keeps the rest out, data/fallback/README.md)")
+        return None
     print(f"USE_FALLBACK: training cells load results from {repo_relative(str(folder))} instead of training "
           f"(made by `{made.get('command', '?')}` on {made.get('made_at', '?')}, commit {made.get('commit', '?')})")
     return folder

@@ -11,6 +11,32 @@ from helpers import config, course, train
 from helpers.build import fallback as build
 
 
+@pytest.mark.parametrize("profile", config.shipped_fallbacks())
+def test_every_shipped_fallback_is_intact(profile):
+    folder = config.FALLBACK_DIR / profile
+    assert build.verify(folder) == [], f"data/fallback/{profile} differs from FALLBACK.json: rebuild or restore it"
+    record = json.loads((folder / "FALLBACK.json").read_text())
+    notebooks = record.get("notebooks", list(build.NOTEBOOKS))
+    assert notebooks == list(build.PROFILE_NOTEBOOKS.get(profile, build.NOTEBOOKS)), "the notebooks the build ships"
+    assert "adapter/adapter_model.safetensors" in record["files"] and "03" in notebooks, "03's adapter: 04-07 load it"
+    adapter = json.loads((folder / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"]) == (config.PROFILES[profile].lora_r, config.PROFILES[profile].lora_alpha)
+
+
+def test_a_fallback_of_some_notebooks_serves_those_and_lets_the_others_train(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv(config.FALLBACK_ENV_VAR, raising=False)
+    monkeypatch.setattr(config, "FALLBACK_DIR", tmp_path)
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "FALLBACK.json").write_text(json.dumps({"notebooks": ["03"], "command": "x"}))
+    assert config.shipped_fallbacks() == ["cpu"]
+    for notebook in ("03_qlora_training", "04_evaluation"):
+        assert config.fallback_dir(True, "cpu", notebook) == tmp_path / "cpu"
+    for notebook in ("05_iterate", "06_export", "07_preference_tuning", "08_scale_out"):
+        assert config.fallback_dir(True, "cpu", notebook) is None, notebook
+        assert "its training cells train" in capsys.readouterr().out
+    assert config.fallback_dir(True, "cpu") == tmp_path / "cpu", "no notebook named: the folder, as before"
+
+
 def test_the_shipped_fallback_is_intact():
     folder = config.FALLBACK_DIR / "cpu-tiny"
     assert build.verify(folder) == [], "data/fallback/cpu-tiny differs from FALLBACK.json: rebuild or restore it"
@@ -34,7 +60,7 @@ def test_fallback_dir_off_on_and_refused(monkeypatch, tmp_path, capsys):
     assert "USE_FALLBACK" in capsys.readouterr().out
     monkeypatch.setenv(config.FALLBACK_ENV_VAR, "1")
     assert config.fallback_dir(False, "cpu-tiny") is not None, "COURSE_FALLBACK=1 turns it on for every notebook"
-    with pytest.raises(config.FallbackError, match=r"cpu-tiny only.*USE_FALLBACK = False"):
+    with pytest.raises(config.FallbackError, match=r"ships fallback results for cpu-tiny.*USE_FALLBACK = False"):
         config.fallback_dir(False, "t4")
     monkeypatch.setattr(config, "FALLBACK_DIR", tmp_path)
     with pytest.raises(config.FallbackError, match="git checkout -- data/fallback"):
@@ -42,7 +68,7 @@ def test_fallback_dir_off_on_and_refused(monkeypatch, tmp_path, capsys):
 
 
 def test_course_runner_refuses_a_fallback_for_a_gpu_profile(tmp_path):
-    with pytest.raises(config.FallbackError, match="cpu-tiny only"):
+    with pytest.raises(config.FallbackError, match="ships fallback results for cpu-tiny"):
         course.run_course("t4", fallback=True, runs_dir=tmp_path)
     assert not any(tmp_path.iterdir()), "nothing ran"
 
@@ -92,6 +118,10 @@ def test_load_fallback_loads_the_same_run_and_refuses_another(tiny_peft, tmp_pat
     assert all(torch.equal(loaded[k], weights[k]) for k in weights), "the shipped weights are in the model"
     assert same.state.global_step == 10 and same.state.log_history == made.state.log_history
     assert curves.train == [(5, 2.0), (10, 1.0)] and curves.eval == [(10, 1.5)]
+    log = json.loads((shipped / "trainer_log.json").read_text())
+    log["settings"]["bf16"] = True  # made where the CPU computes bf16 natively (the cpu profile), loaded where it does not
+    (shipped / "trainer_log.json").write_text(json.dumps(log))
+    assert train.load_fallback(fake_trainer(model, tmp_path, learning_rate=1e-3), shipped)["global_step"] == 10
     (shipped / "trainer_log.json").unlink()
     with pytest.raises(config.FallbackError, match="lacks trainer_log.json"):
         train.load_fallback(same, shipped)

@@ -42,6 +42,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jin
 # it and a GPU check carries it. An r 16 adapter of the cpu profile is 9.8 MB in bf16, so that profile needs a smaller
 # rank, or fewer adapters, before it can ship one.
 MAX_BYTES = 15_000_000
+# A profile whose fallback ships some notebooks only. cpu: 03's adapter (9.8 MB at r 16), which 04-07 start from and
+# whose 150 steps are the course's longest training cell; 05, 07 and 08 train (config.FALLBACK_NEEDS). Their five
+# adapters more would take 49 MB, and a smaller rank costs 03 accuracy (bench/results.md, cpu_recipe_r4_bf16).
+PROFILE_NOTEBOOKS = {"cpu": ("03",)}
 
 
 def _copy(source: Path, target: Path, names: tuple[str, ...]) -> None:
@@ -111,7 +115,8 @@ def build(profile: str = "cpu-tiny", out: Path | None = None, keep: Path | None 
           only: tuple[str, ...] | None = None) -> Path:
     """Run 03, 05, 07 and 08 in ``profile`` (training), collect their results into ``out``; return its FALLBACK.json.
 
-    ``out`` defaults to ``data/fallback/<profile>``. ``only`` rebuilds the parts of some notebooks and keeps the rest:
+    ``out`` defaults to ``data/fallback/<profile>``; a profile in :data:`PROFILE_NOTEBOOKS` runs and ships only its
+    notebooks there. ``only`` rebuilds the parts of some notebooks and keeps the rest:
     the later notebooks start from the shipped 03 adapter (as they would from 03's), and ``FALLBACK.json`` records the
     partial rebuild beside the full build. The files are gathered in the work folder first: a build over
     :data:`MAX_BYTES` raises ``SystemExit`` and leaves ``out`` as it was.
@@ -121,7 +126,7 @@ def build(profile: str = "cpu-tiny", out: Path | None = None, keep: Path | None 
         raise SystemExit(f"error: --profile {profile}: the fallback is built on this machine, for a CPU profile "
                          f"({cpu})")
     out = Path(out or FALLBACK_DIR / profile)
-    notebooks = tuple(only or NOTEBOOKS)
+    notebooks = tuple(only or PROFILE_NOTEBOOKS.get(profile, NOTEBOOKS))
     unknown = sorted(set(notebooks) - set(NOTEBOOKS))
     if unknown:
         raise SystemExit(f"error: --only {' '.join(unknown)}: the fallback holds notebooks {', '.join(NOTEBOOKS)}")
@@ -155,10 +160,13 @@ def build(profile: str = "cpu-tiny", out: Path | None = None, keep: Path | None 
         record = json.loads((staged / "FALLBACK.json").read_text())
         record["notebook_seconds"].update(seconds)
         record.setdefault("rebuilt", []).append({**made, "notebooks": list(notebooks), "notebook_seconds": seconds})
+        if "notebooks" in record:  # a fallback of some notebooks only: now these as well
+            record["notebooks"] = sorted(set(record["notebooks"]) | set(notebooks))
         record["files"] = listing
     else:
         record = {
-            "what": f"results of the training cells of notebooks 03, 05, 07 and 08 in the {profile} profile",
+            "what": f"results of the training cells of notebooks {', '.join(notebooks)} in the {profile} profile",
+            **({"notebooks": list(notebooks)} if notebooks != NOTEBOOKS else {}),  # config.fallback_dir reads it
             **made,
             "hardware": hardware(),
             "versions": library_versions(),

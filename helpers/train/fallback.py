@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 _WHERE_NOT_WHAT = ("output_dir", "logging_dir", "run_name", "disable_tqdm", "report_to", "dataloader_pin_memory",
                    "save_strategy", "save_steps", "save_total_limit", "load_best_model_at_end", "hub_", "push_to_hub",
                    "resume_from_checkpoint", "logging_", "log_level", "trackio", "project",
-                   "use_cpu")  # use_cpu: a CPU profile stays on the CPU on a machine with a GPU too (train.precision)
+                   "use_cpu",  # use_cpu: a CPU profile stays on the CPU on a machine with a GPU too (train.precision)
+                   # the compute precision this machine trains in: the cpu profile computes in bf16 where the CPU does
+                   # it natively and in fp32 elsewhere (config.cpu_compute); the shipped adapter loads into either
+                   "bf16", "fp16", "tf32")
 
 
 def _run_settings(args: Any) -> dict[str, Any]:
