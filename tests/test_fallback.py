@@ -20,7 +20,8 @@ def test_every_shipped_fallback_is_intact(profile):
     assert notebooks == list(build.PROFILE_NOTEBOOKS.get(profile, build.NOTEBOOKS)), "the notebooks the build ships"
     assert "adapter/adapter_model.safetensors" in record["files"] and "03" in notebooks, "03's adapter: 04-07 load it"
     adapter = json.loads((folder / "adapter" / "adapter_config.json").read_text())
-    assert (adapter["r"], adapter["lora_alpha"]) == (config.PROFILES[profile].lora_r, config.PROFILES[profile].lora_alpha)
+    cfg = config.PROFILES[profile]
+    assert (adapter["r"], adapter["lora_alpha"]) == (cfg.lora_r, cfg.lora_alpha), "the profile's LoRA shape"
 
 
 def test_a_fallback_of_some_notebooks_serves_those_and_lets_the_others_train(monkeypatch, tmp_path, capsys):
@@ -119,7 +120,7 @@ def test_load_fallback_loads_the_same_run_and_refuses_another(tiny_peft, tmp_pat
     assert same.state.global_step == 10 and same.state.log_history == made.state.log_history
     assert curves.train == [(5, 2.0), (10, 1.0)] and curves.eval == [(10, 1.5)]
     log = json.loads((shipped / "trainer_log.json").read_text())
-    log["settings"]["bf16"] = True  # made where the CPU computes bf16 natively (the cpu profile), loaded where it does not
+    log["settings"]["bf16"] = True  # made where the CPU computes bf16 natively (cpu), loaded where it does not
     (shipped / "trainer_log.json").write_text(json.dumps(log))
     assert train.load_fallback(fake_trainer(model, tmp_path, learning_rate=1e-3), shipped)["global_step"] == 10
     (shipped / "trainer_log.json").unlink()
@@ -212,6 +213,21 @@ def test_a_fallback_over_its_limit_is_not_shipped_and_only_cpu_profiles_are_buil
     assert not (tmp_path / "t4").exists() and not (tmp_path / "cpu").exists(), "nothing ran, nothing written"
     assert not (config.FALLBACK_DIR / "cpu-tiny" / "scale_out" / "one-1p" / "tokenizer.json").exists(), (
         "08's launches ship without the profile's tokenizer files (saved again on load)")
+
+
+def test_an_adapter_is_shipped_in_bf16_only_when_that_loses_nothing(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    trained_in_bf16 = {"a": torch.randn(4, 8).bfloat16().float(), "b": torch.randn(8).bfloat16().float()}
+    save_file(trained_in_bf16, str(tmp_path / "bf16.safetensors"))
+    assert build.in_bf16(tmp_path / "bf16.safetensors")
+    back = load_file(str(tmp_path / "bf16.safetensors"))
+    assert all(back[k].dtype == torch.bfloat16 and torch.equal(back[k].float(), v) for k, v in trained_in_bf16.items())
+    trained_in_fp32 = {"a": torch.randn(4, 8)}  # fp32 values bf16 would round: left as they are
+    save_file(trained_in_fp32, str(tmp_path / "fp32.safetensors"))
+    assert not build.in_bf16(tmp_path / "fp32.safetensors")
+    assert torch.equal(load_file(str(tmp_path / "fp32.safetensors"))["a"], trained_in_fp32["a"])
 
 
 def test_a_tracked_runs_fingerprint_does_not_depend_on_where_the_repository_is(monkeypatch):

@@ -5,10 +5,12 @@ course runner (into a temporary artifacts folder, with ``USE_FALLBACK`` off: the
 training cells produced — 03's adapter and its log and its method comparison, 05's tracked runs (manifests with their
 answers and curves; the adapters of the two runs later cells load) and the answers its data fix was chosen from, 07's
 DPO and GRPO adapters and logs, 08's script launches (without the tokenizer files, which are the profile's own and are
-saved again when a launch is loaded, nor its run marker) — and writes ``FALLBACK.json``: the command, the date, the commit, the machine,
-each notebook's runtime and every file's SHA-256. A build that would exceed :data:`MAX_BYTES` ships nothing and names
-the largest files. With ``USE_FALLBACK = True`` (or ``COURSE_FALLBACK=1``) the notebooks load these instead of training
-(:func:`helpers.train.load_fallback`, :func:`helpers.train.copy_fallback`, ``train.experiment(fallback=...)``).
+saved again when a launch is loaded, nor its run marker) — and writes ``FALLBACK.json``: the command, the date, the
+commit, the machine, each notebook's runtime and every file's SHA-256. An adapter whose fp32 file holds bf16 values is
+shipped in bf16 (:func:`in_bf16`); a profile in :data:`PROFILE_NOTEBOOKS` ships some notebooks only; a build that would
+exceed :data:`MAX_BYTES` ships nothing and names the largest files. With ``USE_FALLBACK = True`` (or
+``COURSE_FALLBACK=1``) the notebooks load these instead of training (:func:`helpers.train.load_fallback`,
+:func:`helpers.train.copy_fallback`, ``train.experiment(fallback=...)``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,26 @@ def _copy(source: Path, target: Path, names: tuple[str, ...]) -> None:
         if not (source / name).is_file():
             raise FileNotFoundError(f"{source / name} was not written by the notebook run: the build cannot ship it")
         shutil.copy2(source / name, target / name)
+        if name == "adapter_model.safetensors":
+            in_bf16(target / name)
+
+
+def in_bf16(path: Path) -> bool:
+    """Rewrite an adapter saved in fp32 in bf16 when that loses nothing; return whether it did.
+
+    The trainer saves LoRA weights in fp32 even when they trained in bf16 (the cpu profile under bf16 compute): every
+    value is then a bf16 value, and the file halves (an r 16 adapter of the cpu profile: 19.6 -> 9.8 MB). Weights that
+    trained in fp32 (cpu-tiny) are left as they are.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(path))
+    lossless = all(w.dtype == torch.float32 and torch.equal(w, w.bfloat16().float()) for w in weights.values())
+    if not weights or not lossless:
+        return False
+    save_file({k: w.bfloat16().contiguous() for k, w in weights.items()}, str(path), metadata={"format": "pt"})
+    return True
 
 
 PARTS = {"03": ("adapter", "method_comparison.json"), "05": ("runs",), "07": ("dpo", "grpo"), "08": ("scale_out",)}
@@ -112,14 +134,15 @@ def too_big(folder: Path, limit: int = MAX_BYTES) -> str | None:
 
 
 def build(profile: str = "cpu-tiny", out: Path | None = None, keep: Path | None = None,
-          only: tuple[str, ...] | None = None) -> Path:
+          only: tuple[str, ...] | None = None, collect_only: bool = False) -> Path:
     """Run 03, 05, 07 and 08 in ``profile`` (training), collect their results into ``out``; return its FALLBACK.json.
 
     ``out`` defaults to ``data/fallback/<profile>``; a profile in :data:`PROFILE_NOTEBOOKS` runs and ships only its
     notebooks there. ``only`` rebuilds the parts of some notebooks and keeps the rest:
     the later notebooks start from the shipped 03 adapter (as they would from 03's), and ``FALLBACK.json`` records the
     partial rebuild beside the full build. The files are gathered in the work folder first: a build over
-    :data:`MAX_BYTES` raises ``SystemExit`` and leaves ``out`` as it was.
+    :data:`MAX_BYTES` raises ``SystemExit`` and leaves ``out`` as it was. ``collect_only`` (``--collect``) ships what an
+    earlier build left in ``keep`` without running the notebooks again (after a collection that failed).
     """
     if profile not in PROFILES or PROFILES[profile].device != "cpu":
         cpu = ", ".join(name for name, cfg in PROFILES.items() if cfg.device == "cpu")
@@ -138,11 +161,22 @@ def build(profile: str = "cpu-tiny", out: Path | None = None, keep: Path | None 
     if "03" not in notebooks:
         copy_fallback(out, "adapter", work / "artifacts" / profile / "adapter")
     started = time.time()
-    status = course.run_course(profile, list(notebooks), runs_dir=work / "runs")
-    if status != 0:
-        raise SystemExit(f"error: a notebook failed (see {work / 'runs'}); nothing was shipped")
+    if collect_only:  # the notebooks ran in an earlier build into this --keep folder; its collection failed
+        ran = sorted((work / "runs").glob("*/run.json"))
+        if not ran or json.loads(ran[-1].read_text()).get("profile") != profile:
+            raise SystemExit(f"error: --collect needs the --keep folder of an earlier build for {profile}: "
+                             f"{work / 'runs'} holds no run of that profile")
+        ran_at = json.loads(ran[-1].read_text())
+    else:
+        status = course.run_course(profile, list(notebooks), runs_dir=work / "runs")
+        if status != 0:
+            raise SystemExit(f"error: a notebook failed (see {work / 'runs'}); nothing was shipped")
+        ran_at = {}
     reports = sorted((work / "runs").glob("*/report.json"))
-    seconds = {r["name"]: round(r["seconds"], 1) for r in json.loads(reports[-1].read_text())}
+    report = json.loads(reports[-1].read_text())
+    if [r["status"] for r in report] != ["ok"] * len(report) or {r["name"][:2] for r in report} != set(notebooks):
+        raise SystemExit(f"error: {reports[-1]} is not an ok run of notebooks {', '.join(notebooks)}: nothing shipped")
+    seconds = {r["name"]: round(r["seconds"], 1) for r in report}
     staged = work / "shipped"
     if staged.exists():
         shutil.rmtree(staged)
@@ -154,7 +188,10 @@ def build(profile: str = "cpu-tiny", out: Path | None = None, keep: Path | None 
         raise SystemExit(f"error: {problem}; nothing was shipped (the files are in {staged})")
     made = {"command": "python -m helpers.build.fallback" + (f" --profile {profile}" if profile != "cpu-tiny" else "")
             + (f" --only {' '.join(notebooks)}" if only else ""),
-            "made_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": git_commit()}
+            "made_at": ran_at.get("date") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "commit": ran_at.get("commit") or git_commit(),
+            **({"collected": {"at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": git_commit()}}
+               if collect_only else {})}
     listing = {str(p.relative_to(staged)): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files}
     if only:
         record = json.loads((staged / "FALLBACK.json").read_text())
@@ -165,13 +202,14 @@ def build(profile: str = "cpu-tiny", out: Path | None = None, keep: Path | None 
         record["files"] = listing
     else:
         record = {
-            "what": f"results of the training cells of notebooks {', '.join(notebooks)} in the {profile} profile",
+            "what": (f"results of the training cells of notebook{'s' * (len(notebooks) > 1)} "
+                     f"{', '.join(notebooks)} in the {profile} profile"),
             **({"notebooks": list(notebooks)} if notebooks != NOTEBOOKS else {}),  # config.fallback_dir reads it
             **made,
             "hardware": hardware(),
             "versions": library_versions(),
             "notebook_seconds": seconds,
-            "build_seconds": round(time.time() - started, 1),
+            **({} if collect_only else {"build_seconds": round(time.time() - started, 1)}),
             "files": listing,
         }
     (staged / "FALLBACK.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -204,9 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NN", help="rebuild these notebooks' parts only (03 05 07 08)")
     parser.add_argument("--keep", type=path_arg, help="work folder to keep (runs and artifacts); default: a temporary "
                                                        "one")
+    parser.add_argument("--collect", action="store_true", help="ship what an earlier build left in --keep, without "
+                                                               "running the notebooks again")
     args = parser.parse_args(argv)
     if args.verify and (args.keep or args.only):
         parser.error("--verify only reads the shipped files: it takes no --keep or --only")
+    if args.collect and not args.keep:
+        parser.error("--collect ships what an earlier build left in its --keep folder: name it with --keep")
     if args.keep and unwritable_folder(args.keep):
         parser.error(f"--keep {unwritable_folder(args.keep)}")
     if args.verify:
@@ -216,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = verify(folder)
         print("\n".join(problems) or f"data/fallback/{args.profile} matches FALLBACK.json")
         return 1 if problems else 0
-    build(args.profile, keep=args.keep, only=tuple(args.only) if args.only else None)
+    build(args.profile, keep=args.keep, only=tuple(args.only) if args.only else None, collect_only=args.collect)
     return 0
 
 
