@@ -472,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
     run.add_argument("--timeout", type=_seconds, default=1800, help="seconds allowed per cell")
     run.add_argument("--fallback", action="store_true",
-                     help="skip the training cells: use the results shipped in data/fallback/<profile> (cpu-tiny)")
+                     help="skip the training cells: use the results shipped in data/fallback/<profile> "
+                          "(cpu-tiny: all; cpu: 03's adapter)")
     sub.add_parser("list", help="list the notebooks")
     readme = sub.add_parser("readme", help="write a run's results into README.md (and, for a complete cpu-tiny run, "
                                            "the notebooks' runtimes)")
