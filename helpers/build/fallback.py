@@ -41,8 +41,7 @@ RUNS_WITH_ADAPTER = ("continue-control", "continue-fix")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
                    "vocab.json", "merges.txt")
 # The most a profile's fallback may hold. The whole repository stays under 45 MB (tests/test_static.py): Colab clones
-# it and a GPU check carries it. An r 16 adapter of the cpu profile is 9.8 MB in bf16, so that profile needs a smaller
-# rank, or fewer adapters, before it can ship one.
+# it and a GPU check carries it. An r 16 adapter of the cpu profile is 9.8 MB in bf16: that profile ships one.
 MAX_BYTES = 15_000_000
 # A profile whose fallback ships some notebooks only. cpu: 03's adapter (9.8 MB at r 16), which 04-07 start from and
 # whose 150 steps are the course's longest training cell; 05, 07 and 08 train (config.FALLBACK_NEEDS). Their five
@@ -84,7 +83,7 @@ PARTS = {"03": ("adapter", "method_comparison.json"), "05": ("runs",), "07": ("d
 def collect(artifacts: Path, out: Path, notebooks: tuple[str, ...] = NOTEBOOKS, profile: str = "cpu-tiny"
             ) -> list[Path]:
     """Copy the shipped subset of a profile's ``artifacts/`` folder into ``out``: the parts of ``notebooks`` only."""
-    tiny = artifacts / profile
+    made = artifacts / profile
     out.mkdir(parents=True, exist_ok=True)
     for part in (part for nb in notebooks for part in PARTS[nb]):
         target = out / part
@@ -93,25 +92,25 @@ def collect(artifacts: Path, out: Path, notebooks: tuple[str, ...] = NOTEBOOKS, 
         elif target.exists():
             target.unlink()
     if "03" in notebooks:
-        _copy(tiny / "adapter", out / "adapter", (*ADAPTER_FILES, "run_manifest.json", "trainer_log.json"))
-        _copy(tiny, out, ("method_comparison.json",))  # 03's full / LoRA / QLoRA comparison
+        _copy(made / "adapter", out / "adapter", (*ADAPTER_FILES, "run_manifest.json", "trainer_log.json"))
+        _copy(made, out, ("method_comparison.json",))  # 03's full / LoRA / QLoRA comparison
     if "07" in notebooks:
         for name in ("dpo", "grpo"):
-            _copy(tiny / name / "adapter", out / name, (*ADAPTER_FILES, "trainer_log.json"))
+            _copy(made / name / "adapter", out / name, (*ADAPTER_FILES, "trainer_log.json"))
     if "08" in notebooks:
-        launches = sorted((tiny / "scale_out").glob("*/launches/*"))  # 08's script launches, each as it left its folder
+        launches = sorted((made / "scale_out").glob("*/launches/*"))  # 08's script launches, each as it left its folder
         if not launches:
-            raise FileNotFoundError(f"{tiny / 'scale_out'} holds no launches: 08 did not run its script")
+            raise FileNotFoundError(f"{made / 'scale_out'} holds no launches: 08 did not run its script")
         for launch in launches:
             _copy(launch, out / "scale_out" / launch.name,
                   tuple(p.name for p in sorted(launch.iterdir())
                         if p.is_file() and p.name not in (*TOKENIZER_FILES, RUN_MARKER)))
     if "05" in notebooks:
-        recorded = sorted((tiny / "runs").glob("*.json"))  # answers 05 chose from (train.recorded_outputs)
+        recorded = sorted((made / "runs").glob("*.json"))  # answers 05 chose from (train.recorded_outputs)
         if not recorded:
-            raise FileNotFoundError(f"{tiny / 'runs'} holds no recorded answers: 05 did not record its data-fix choice")
-        _copy(tiny / "runs", out / "runs", tuple(p.name for p in recorded))
-        for run in sorted(p for p in (tiny / "runs").iterdir() if (p / "run_manifest.json").is_file()):
+            raise FileNotFoundError(f"{made / 'runs'} holds no recorded answers: 05 did not record its data-fix choice")
+        _copy(made / "runs", out / "runs", tuple(p.name for p in recorded))
+        for run in sorted(p for p in (made / "runs").iterdir() if (p / "run_manifest.json").is_file()):
             names = ("run_manifest.json", *(ADAPTER_FILES if run.name in RUNS_WITH_ADAPTER else ()))
             _copy(run, out / "runs" / run.name, names)
             for events in (run / "checkpoints").rglob("events.out.tfevents.*"):  # 5.3 reads TensorBoard's files
