@@ -415,7 +415,7 @@ def run_baseline(
     conversations: Sequence[list[dict[str, str]]],
     references: Sequence[str],
     max_new_tokens: int,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     price_in_per_m: float = 0.5,
     price_out_per_m: float = 1.5,
     schema: dict[str, Any] | None = TICKET_SCHEMA,

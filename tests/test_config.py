@@ -18,7 +18,7 @@ def fake_torch(cuda: bool, capability=(7, 5), memory_gib: float = 80.0):
 
 
 @pytest.mark.parametrize("cuda,capability,memory_gib,expected", [
-    (False, None, None, "cpu-tiny"), (True, (7, 5), 15.0, "t4"), (True, (8, 0), 39.4, "a100"),
+    (False, None, None, "cpu"), (True, (7, 5), 15.0, "t4"), (True, (8, 0), 39.4, "a100"),
     (True, (8, 0), 79.2, "a100"), (True, (9, 0), 79.6, "h100"), (True, (9, 0), 139.8, "h100"),
     # 24 GB cards with bf16 get the 7B recipe sized for them, not the A100's (which the pre-flight would refuse)
     (True, (8, 9), 22.5, "l4"), (True, (8, 6), 22.3, "l4"), (True, (8, 6), 23.6, "l4"), (True, (8, 9), 23.6, "l4"),
@@ -58,7 +58,7 @@ def test_explicit_name_beats_env_which_beats_detection(monkeypatch):
     assert config.get_profile("cpu-tiny").name == "cpu-tiny"
     monkeypatch.delenv(config.PROFILE_ENV_VAR)
     monkeypatch.setitem(__import__("sys").modules, "torch", fake_torch(False))
-    assert config.get_profile(None).name == "cpu-tiny"
+    assert config.get_profile(None).name == "cpu"
 
 
 def test_unknown_profile_is_one_clear_line():

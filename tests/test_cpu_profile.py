@@ -88,13 +88,13 @@ def test_a_folder_of_another_origin_is_never_rebuilt_over(tmp_path):
     assert not models.is_wheel_model(folder), "a folder the build did not make is not the cache"
 
 
-def test_the_profile_is_offline_and_auto_still_picks_the_tiny_model_without_a_gpu():
+def test_the_profile_is_offline_and_auto_picks_it_without_a_gpu():
     cfg = config.get_profile("cpu")
     assert cfg.device == "cpu" and cfg.load_in_4bit and cfg.is_local_model and not cfg.needs_hub
     assert cfg.wheel == config.CPU_MODEL_WHEEL
     pins = (config.REPO_ROOT / "pyproject.toml").read_text()
     assert f'"{config.CPU_MODEL_WHEEL}"' in pins, "the wheel is pinned in pyproject's [tool.course]"
-    assert config.profile_for_gpu(None, None) == "cpu-tiny"
+    assert config.profile_for_gpu(None, None) == "cpu"
 
 
 def test_bf16_on_a_cpu_sets_the_trainers_cpu_flag():

@@ -314,6 +314,24 @@ def test_batched_generation_equals_one_at_a_time_and_restores_padding(tiny):
     assert tokenizer.padding_side == "right" and model.config.use_cache is False  # restored
 
 
+def test_the_default_batch_is_16_except_on_a_bf16_cpu_where_rows_split_evenly(tiny, monkeypatch):
+    from helpers import models
+
+    model, tokenizer, conversations = tiny  # NF4 with fp32 compute on the CPU, as cpu-tiny runs
+    assert [ev.default_batch_size(model, n) for n in (2, 50, 175)] == [16, 16, 16]
+    bf16 = models.load_model(CFG.replace(bnb_compute_dtype="bfloat16"), quantized=True)  # as cpu runs on AVX512-BF16
+    assert [ev.default_batch_size(bf16, n) for n in (2, 48, 50, 57, 96, 100, 175)] == [2, 48, 25, 29, 48, 34, 44]
+    full = models.load_model(CFG.replace(torch_dtype="bfloat16"), quantized=False)  # a 16-bit model, no 4-bit base
+    assert ev.default_batch_size(full, 50) == 25
+    sizes = []  # generate() with no batch size uses it
+    original = bf16.generate
+    monkeypatch.setattr(bf16, "generate", lambda **kw: sizes.append(len(kw["input_ids"])) or original(**kw))
+    ev.generate(bf16, tokenizer, conversations * 9, max_new_tokens=2, progress=False)  # 54 rows: 27 + 27
+    assert sizes == [27, 27]
+    with pytest.raises(ev.EvaluationError, match="batch_size=0"):
+        ev.generate(bf16, tokenizer, conversations, max_new_tokens=2, batch_size=0)
+
+
 def test_generation_stops_at_eos(tiny, monkeypatch):
     import torch
 

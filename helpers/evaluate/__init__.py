@@ -36,6 +36,7 @@ from helpers.evaluate.generation import (
     DECODING,
     conversations_from_rows,
     decoding_kwargs,
+    default_batch_size,
     generate,
     references_from_rows,
     tickets_from_rows,

@@ -201,7 +201,7 @@ def constrained_generate(
     conversations: list[list[dict[str, str]]],
     schema: dict[str, Any] | None = None,
     max_new_tokens: int = 128,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = True,
     on_truncated: str = "warn",
 ) -> ConstrainedOutputs:
@@ -210,10 +210,10 @@ def constrained_generate(
     Taught in 04_evaluation. The same decoding as :func:`helpers.evaluate.generate` (``DECODING``, every end token,
     left padding, longest prompts first) plus the schema's token mask, so the only difference in a comparison is the
     constraint. Works with a plain, 4-bit or PEFT-wrapped model. Answers cut by ``max_new_tokens`` are listed in
-    ``outputs.truncated``; ``on_truncated`` says what else happens: ``"warn"`` (a warning naming them), ``"raise"``
+    ``outputs.truncated``; ``batch_size=None`` is generate()'s default for the model; ``on_truncated`` says what else happens: ``"warn"`` (a warning naming them), ``"raise"``
     (a :class:`ConstrainedGenerationError`) or ``"ignore"``.
     """
-    if max_new_tokens < 1 or batch_size < 1:
+    if max_new_tokens < 1 or (batch_size is not None and batch_size < 1):
         raise ConstrainedGenerationError(f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must be >= 1")
     if on_truncated not in ("warn", "raise", "ignore"):
         raise ConstrainedGenerationError(f"on_truncated={on_truncated!r}: use 'warn', 'raise' or 'ignore'")

@@ -76,12 +76,42 @@ def decoding_kwargs(model: Any, tokenizer: Any, max_new_tokens: int) -> dict[str
             "use_cache": True}
 
 
+# Answers per generation batch when the caller names none. 16 suits a GPU's memory and the fp32 CPU models. On a CPU
+# that computes in bf16 (the cpu profile) a decoding step costs little more for 48 rows than for 16:
+# bench/bench_generate_batch.py measured the larger batches faster on the 2-core course machine (bench/results.md).
+BATCH_SIZE = 16
+CPU_BF16_BATCH_SIZE = 48
+
+
+def default_batch_size(model: Any, n_rows: int) -> int:
+    """The batch size ``generate`` uses when given none. Taught in 04_evaluation.
+
+    :data:`BATCH_SIZE` (16), except for a model on the CPU that computes in bf16 (a 4-bit base's compute dtype, else
+    its weights' dtype): there the rows are split into equal batches of at most :data:`CPU_BF16_BATCH_SIZE` (50 rows:
+    two of 25, not 48 and a batch of 2 that takes nearly as long).
+    """
+    import math
+
+    import torch
+
+    if next(model.parameters()).device.type != "cpu":
+        return BATCH_SIZE
+    quant = getattr(getattr(model, "config", None), "quantization_config", None)
+    compute = (quant.get("bnb_4bit_compute_dtype") if isinstance(quant, dict)
+               else getattr(quant, "bnb_4bit_compute_dtype", None)) if quant is not None else None
+    dtype = compute if compute is not None else getattr(model, "dtype", None)
+    if dtype not in (torch.bfloat16, "bfloat16", "torch.bfloat16"):
+        return BATCH_SIZE
+    batches = max(1, math.ceil(n_rows / CPU_BF16_BATCH_SIZE))
+    return max(1, math.ceil(n_rows / batches))
+
+
 def generate_tokens(
     model: Any,
     tokenizer: Any,
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = True,
     processor: Callable[[int], Any] | None = None,
     desc: str = "generate",
@@ -90,10 +120,11 @@ def generate_tokens(
     """The batched greedy loop behind :func:`generate` (and ``constrained_generate``): per conversation, in input
     order, the new token ids up to the first end token and whether one was reached. ``processor(n_rows)``, if given,
     returns a logits processor for each batch; ``sampling`` (e.g. ``{"do_sample": True, "temperature": 0.8}``)
-    replaces greedy decoding's settings."""
+    replaces greedy decoding's settings. ``batch_size=None``: :func:`default_batch_size`."""
     import torch
     from tqdm.auto import tqdm
 
+    batch_size = default_batch_size(model, len(conversations)) if batch_size is None else batch_size
     settings = decoding_kwargs(model, tokenizer, max_new_tokens)  # greedy, no penalties, every EOS id
     settings.update(sampling or {})
     eos_ids = settings["eos_token_id"]
@@ -128,15 +159,16 @@ def generate(
     tokenizer: Any,
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = True,
     sampling: dict[str, Any] | None = None,
 ) -> list[str]:
     """Batched greedy answers to chat prompts, in input order, new text only. Taught in 04_evaluation.
 
+    ``batch_size=None``: 16, or up to 48 for a model on a CPU that computes in bf16 (:func:`default_batch_size`).
     ``sampling`` (``{"do_sample": True, "temperature": 0.8}``) samples instead: how GRPO explores (07).
     """
-    if max_new_tokens < 1 or batch_size < 1:
+    if max_new_tokens < 1 or (batch_size is not None and batch_size < 1):
         raise EvaluationError(f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must both be >= 1")
     if not getattr(tokenizer, "chat_template", None):
         raise EvaluationError("the tokenizer has no chat_template: load it with helpers.models.load_tokenizer(cfg)")

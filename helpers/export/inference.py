@@ -13,7 +13,7 @@ from helpers.export.merge import ExportError
 from helpers.export.verify import _conversations
 
 def generate_json(model: Any, tokenizer: Any, tickets: Sequence[str], max_new_tokens: int,
-                  schema: dict[str, Any] | None = None, batch_size: int = 16) -> list[dict[str, Any]]:
+                  schema: dict[str, Any] | None = None, batch_size: int | None = None) -> list[dict[str, Any]]:
     """Tickets in, one ``{"ok", "value", "error", "raw"}`` per ticket out, in order. Taught in 06_export.
 
     The prompt is the course's (system prompt + ticket, the tokenizer's chat template) and the decoding its greedy
