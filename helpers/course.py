@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="skip the training cells: use the results shipped in data/fallback/<profile> "
                           "(cpu-tiny: all; cpu: 03's adapter)")
     sub.add_parser("list", help="list the notebooks")
-    readme = sub.add_parser("readme", help="write a run's results into README.md (and, for a complete cpu-tiny run, "
+    readme = sub.add_parser("readme", help="write a run's results into README.md (and, for a complete cpu-tiny or cpu run, "
                                            "the notebooks' runtimes)")
     readme.add_argument("run_dir", nargs="?", type=path_arg, help="runs/<timestamp> (default: the newest run)")
     readme.add_argument("--note", default="", help="what the numbers need beside them, e.g. 'make test ran beside it'")

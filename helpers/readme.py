@@ -4,8 +4,8 @@
 recorded with ``course.record``, and ``run.json``: commit, date, machine, profile) and rewrites, between
 ``<!-- course-run:PROFILE:begin -->`` and ``<!-- course-run:PROFILE:end -->`` in ``README.md``, a block with the run's
 stamp, each notebook's status and runtime, and sentences rendered from its recorded numbers. For a complete run of
-``cpu-tiny`` it also writes the README's notebook table's runtime column and each notebook's ``**Time:**`` line (then
-regenerate the student version). No number in these places is typed by hand: ``tests/test_prose_numbers.py`` checks
+``cpu-tiny`` or ``cpu`` it also writes that profile's runtime column of the README's notebook table and its figure in
+each notebook's ``**Time:**`` line (then regenerate the student version). No number in these places is typed by hand: ``tests/test_prose_numbers.py`` checks
 the notebooks' prose, and this command is how the README's results change.
 """
 
@@ -25,7 +25,12 @@ from helpers.config import NOTEBOOKS_DIR, REPO_ROOT
 README = REPO_ROOT / "README.md"
 INSTRUCTOR = REPO_ROOT / "docs" / "instructor.md"  # its Times table: one CPU column per mode
 RUN_INFO = "run.json"  # beside report.json in every course run folder
-TABLE_PROFILE = "cpu-tiny"  # the profile of the README's "CPU runtime" column and the notebooks' Time lines
+TABLE_PROFILE = "cpu-tiny"  # the profile of the first runtime column and of the notebooks' Time lines' fallback figure
+# The README's notebook table has one runtime column per CPU profile (0: the first after "what you learn"), and each
+# notebook's Time line one figure per CPU profile, each written by a complete run of that profile
+TABLE_COLUMNS = {"cpu-tiny": 0, "cpu": 1}
+TIME_PATTERNS = {"cpu-tiny": r"(\*\*Time:\*\* `cpu-tiny` about )([^,(]+?)( on 2 CPU cores)",
+                 "cpu": r"(, and `cpu` about )([^,(;]+?)( \()"}
 # The instructor guide's Times table: the column each complete CPU run writes, by (profile, --fallback)
 INSTRUCTOR_COLUMNS = {("cpu-tiny", False): 1, ("cpu-tiny", True): 2, ("cpu", False): 3}
 
@@ -212,12 +217,15 @@ def update_readme(run_dir: Path, readme: Path = README, notebooks: Path = NOTEBO
     new = replace_block(text, begin, end, results_block(info, results, note), str(readme))
     changed = []
     complete = all(r["status"] == "ok" for r in results) and len(results) == len(list(notebooks.glob("[0-9][0-9]_*.ipynb")))
-    if info["profile"] == TABLE_PROFILE and complete:
+    fallback = bool(info.get("fallback"))
+    if info["profile"] in TABLE_COLUMNS and complete and (info["profile"] == TABLE_PROFILE or not fallback):
+        skip = "[^|]*\\|" * TABLE_COLUMNS[info["profile"]]
         for r in results:
-            row = re.compile(rf"^(\| \[notebooks/{re.escape(r['name'])}\.ipynb\]\([^)]*\) \|[^|]*\| )([^|]+)( \|)", re.M)
-            if not info.get("fallback"):
+            row = re.compile(rf"^(\| \[notebooks/{re.escape(r['name'])}\.ipynb\]\([^)]*\) \|[^|]*\|{skip} )([^|]+)( \|)",
+                             re.M)
+            if not fallback:
                 new = row.sub(lambda m: m.group(1) + runtime(r["seconds"]) + m.group(3), new)
-            if _set_time_line(notebooks / f"{r['name']}.ipynb", r["seconds"], bool(info.get("fallback"))):
+            if _set_time_line(notebooks / f"{r['name']}.ipynb", r["seconds"], fallback, info["profile"]):
                 changed.append(notebooks / f"{r['name']}.ipynb")
     column = INSTRUCTOR_COLUMNS.get((info["profile"], bool(info.get("fallback"))))
     if complete and column and _set_instructor_times(Path(instructor), results, column):
@@ -252,12 +260,11 @@ def _set_instructor_times(path: Path, results: list[dict[str, Any]], column: int
     return True
 
 
-def _set_time_line(path: Path, seconds: float, fallback: bool) -> bool:
-    """Put a measured runtime into a notebook's ``**Time:**`` line (the plain or the fallback figure)."""
+def _set_time_line(path: Path, seconds: float, fallback: bool, profile: str = TABLE_PROFILE) -> bool:
+    """Put a measured runtime into a notebook's ``**Time:**`` line (the profile's figure, or cpu-tiny's fallback one)."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     first = "".join(nb["cells"][0]["source"])
-    pattern = (r"(, )([^,(]+?)( with `USE_FALLBACK = True`)" if fallback
-               else r"(\*\*Time:\*\* `cpu-tiny` about )([^,(]+?)( on 2 CPU cores)")
+    pattern = r"(, )([^,(]+?)( with `USE_FALLBACK = True`)" if fallback else TIME_PATTERNS[profile]
     new = re.sub(pattern, lambda m: m.group(1) + runtime(seconds) + m.group(3), first, count=1)
     if new == first:
         return False

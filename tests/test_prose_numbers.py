@@ -133,7 +133,7 @@ def _minutes(text: str) -> float:
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.name[:2])
 def test_time_line_agrees_with_the_readme_table(path):
-    """A notebook's stated cpu-tiny runtime is within 2x of the README table's (one run's report writes that)."""
+    """A notebook's stated cpu-tiny and cpu runtimes are within 2x of the README table's (a run's report writes both)."""
     first = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
     stated = re.search(r"\*\*Time:\*\* `cpu-tiny` about ([^,(]+?) on 2 CPU cores", first)
     assert stated, f"{path.name}: the first cell has no '**Time:** `cpu-tiny` about ... on 2 CPU cores' line"
@@ -143,3 +143,8 @@ def test_time_line_agrees_with_the_readme_table(path):
     ratio = _minutes(stated.group(1)) / _minutes(row.group(1))
     assert 0.5 <= ratio <= 2, (f"{path.name} says about {stated.group(1)}, the README's table {row.group(1).strip()}: "
                                f"update the Time line from the latest run")
+    cpu = re.search(r", and `cpu` about ([^,(;]+?) \(", first)
+    assert cpu, f"{path.name}: the Time line states no '`cpu` about ...' figure"
+    cpu_row = re.search(rf"^\| \[notebooks/{re.escape(path.name)}\]\([^)]*\) \|[^|]*\|[^|]*\| ([^|]+) \|", readme, re.M)
+    assert 0.5 <= _minutes(cpu.group(1)) / _minutes(cpu_row.group(1)) <= 2, \
+        f"{path.name} says `cpu` about {cpu.group(1)}, the README's table {cpu_row.group(1).strip()}"

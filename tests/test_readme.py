@@ -56,7 +56,8 @@ def test_block_table_runtimes_and_time_lines_come_from_the_run(repo, tmp_path):
            "0.000 → 0.652 (majority answer 0.445)" in block
     assert "test field accuracy: sft 0.657, dpo 0.647; json_reward: sft 0.500; invented order ids: sft 35, dpo 30" in block
     assert "| 00_setup | ok | 1 min 1 s | — |" in block  # nothing recorded: nothing said, nothing typed
-    assert "(notebooks/03_qlora_training.ipynb) |" in text and "| 1 min 4 s | [![Open in Colab]" in text
+    row = re.search(r"^\| \[notebooks/03_qlora_training\.ipynb\].*$", text, re.M).group(0).split("|")
+    assert row[3] == " 1 min 4 s " and "Open in Colab" in row[5]  # the cpu-tiny column; cpu's is the next one
     first = "".join(json.loads((repo / "notebooks" / "03_qlora_training.ipynb").read_text())["cells"][0]["source"])
     assert "`cpu-tiny` about 1 min 4 s on 2 CPU cores" in first
     assert re.search(r"^\| 03_qlora_training \| 1 min 4 s \| [^|]+ \|", (repo / "instructor.md").read_text(), re.M)
@@ -86,10 +87,17 @@ def test_fallback_and_other_profiles_write_their_own_block_only(repo, tmp_path):
     changed = _update(cpu_run, repo)
     assert changed == [repo / "README.md"]  # another profile: its block, never the cpu-tiny runtimes
     assert "| 07_preference_tuning | FAILED at cell 7 |" in (repo / "README.md").read_text()
-    complete = _run(tmp_path / "cpu-ok", profile="cpu")  # a complete cpu run: its own column of the Times table
-    assert _update(complete, repo) == [repo / "README.md", repo / "instructor.md"]
+    complete = _run(tmp_path / "cpu-ok", profile="cpu")  # a complete cpu run: its own columns and Time figures
+    notebooks = [repo / "notebooks" / f"{name}.ipynb" for name in NAMES]
+    assert _update(complete, repo) == [repo / "README.md", *notebooks, repo / "instructor.md"]
     row = re.search(r"^\| 07_preference_tuning \|.*$", (repo / "instructor.md").read_text(), re.M).group(0)
     assert row.split("|")[3:5] == [" 1 min 8 s ", " 1 min 8 s "]  # the fallback run's column, then the cpu run's
+    table_row = r"^\| \[notebooks/07_preference_tuning\.ipynb\].*$"
+    tiny_runtime = re.search(table_row, after, re.M).group(0).split("|")[3]
+    assert re.search(table_row, (repo / "README.md").read_text(), re.M).group(0).split("|")[3:5] == \
+        [tiny_runtime, " 1 min 8 s "]  # cpu-tiny's column kept, the cpu run's written
+    first = "".join(json.loads(notebooks[7].read_text())["cells"][0]["source"])
+    assert "1 min 8 s with `USE_FALLBACK = True`, and `cpu` about 1 min 8 s (measured" in first
 
 
 def test_a_times_row_of_the_wrong_width_is_named(repo, tmp_path):
