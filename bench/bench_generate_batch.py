@@ -1,10 +1,11 @@
 """Benchmark: greedy generation at several batch sizes on one profile, with 03's shipped adapter and without it.
 
 Run: ``OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python bench/bench_generate_batch.py [--profile cpu --rows 48
---batches 16 32 48 0]`` (0: ``evaluate.generate``'s default for the model). Answers the first ``--rows`` validation tickets (the test split is not read) once per batch
-size, with the adapter of ``data/fallback/<profile>`` (short JSON answers, as the course scores them) and with the
-adapter off (the base model's long, chatty answers), and prints each one's seconds, its speed against the first batch
-size, the answers identical to that batch size's and their mean field accuracy. ``evaluate.default_batch_size`` is
+--batches 16 32 48 0]`` (0: ``evaluate.generate``'s default for the model). Answers the first ``--rows`` validation
+tickets (the test split is not read) once per batch size, with the adapter of ``data/fallback/<profile>`` (short JSON
+answers, as the course scores them) and with the adapter off (the base model's long, chatty answers), and prints each
+one's seconds, its speed against the first batch size, the answers identical to that batch size's and their mean
+field accuracy. ``evaluate.default_batch_size`` is
 chosen from these numbers. The results go to ``bench/results.md`` (section ``bench_generate_batch``).
 """
 

@@ -354,9 +354,9 @@ def fallback_dir(use: bool, profile: "Profile | str", notebook: str | None = Non
 # QLoRA step of batch 4 on 2 cores (16x the tiny model) and its answers are slow too, so a sweep of 11 runs x 50 steps
 # alone would take 51 minutes (README, "The real CPU model"). Shorter runs keep every comparison of the notebook; their
 # numbers are what the notebook measured at that size; a run left out (05's rank 64, prompt and prefix tuning on cpu) is
-# one whose 20-step result the other runs already show (README, "The real CPU model"). A learning rate appears here where
-# the profile's own choice on validation differs from the default (07's GRPO_LR on cpu: bench/choose_07.py --profile
-# cpu, bench/results.md).
+# one whose 20-step result the other runs already show (README, "The real CPU model"). A learning rate appears here
+# where the profile's own choice on validation differs from the default (07's GRPO_LR on cpu: bench/choose_07.py
+# --profile cpu, bench/results.md).
 BUDGETS: dict[str, dict[str, dict[str, tuple[object, object]]]] = {
     "cpu": {
         "04_evaluation": {"JUDGE_EXAMPLES": (40, 10), "BATCH_SIZE": (32, None)},  # None: generate()'s bf16 CPU default

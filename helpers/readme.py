@@ -5,8 +5,8 @@ recorded with ``course.record``, and ``run.json``: commit, date, machine, profil
 ``<!-- course-run:PROFILE:begin -->`` and ``<!-- course-run:PROFILE:end -->`` in ``README.md``, a block with the run's
 stamp, each notebook's status and runtime, and sentences rendered from its recorded numbers. For a complete run of
 ``cpu-tiny`` or ``cpu`` it also writes that profile's runtime column of the README's notebook table and its figure in
-each notebook's ``**Time:**`` line (then regenerate the student version). No number in these places is typed by hand: ``tests/test_prose_numbers.py`` checks
-the notebooks' prose, and this command is how the README's results change.
+each notebook's ``**Time:**`` line (then regenerate the student version). No number in these places is typed by hand:
+``tests/test_prose_numbers.py`` checks the notebooks' prose, and this command is how the README's results change.
 """
 
 from __future__ import annotations
@@ -221,13 +221,13 @@ def update_readme(run_dir: Path, readme: Path = README, notebooks: Path = NOTEBO
     if info["profile"] in TABLE_COLUMNS and complete and (info["profile"] == TABLE_PROFILE or not fallback):
         skip = "[^|]*\\|" * TABLE_COLUMNS[info["profile"]]
         for r in results:
-            row = re.compile(rf"^(\| \[notebooks/{re.escape(r['name'])}\.ipynb\]\([^)]*\) \|[^|]*\|{skip} )([^|]+)( \|)",
-                             re.M)
+            name = re.escape(r["name"])
+            row = re.compile(rf"^(\| \[notebooks/{name}\.ipynb\]\([^)]*\) \|[^|]*\|{skip} )([^|]+)( \|)", re.M)
             if not fallback:
                 new = row.sub(lambda m: m.group(1) + runtime(r["seconds"]) + m.group(3), new)
             if _set_time_line(notebooks / f"{r['name']}.ipynb", r["seconds"], fallback, info["profile"]):
                 changed.append(notebooks / f"{r['name']}.ipynb")
-    column = INSTRUCTOR_COLUMNS.get((info["profile"], bool(info.get("fallback"))))
+    column = INSTRUCTOR_COLUMNS.get((info["profile"], fallback))
     if complete and column and _set_instructor_times(Path(instructor), results, column):
         changed.append(Path(instructor))
     if new != text:
@@ -261,7 +261,7 @@ def _set_instructor_times(path: Path, results: list[dict[str, Any]], column: int
 
 
 def _set_time_line(path: Path, seconds: float, fallback: bool, profile: str = TABLE_PROFILE) -> bool:
-    """Put a measured runtime into a notebook's ``**Time:**`` line (the profile's figure, or cpu-tiny's fallback one)."""
+    """Put a measured runtime into a notebook's ``**Time:**`` line: the profile's figure, or cpu-tiny's fallback one."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     first = "".join(nb["cells"][0]["source"])
     pattern = r"(, )([^,(]+?)( with `USE_FALLBACK = True`)" if fallback else TIME_PATTERNS[profile]

@@ -210,8 +210,9 @@ def constrained_generate(
     Taught in 04_evaluation. The same decoding as :func:`helpers.evaluate.generate` (``DECODING``, every end token,
     left padding, longest prompts first) plus the schema's token mask, so the only difference in a comparison is the
     constraint. Works with a plain, 4-bit or PEFT-wrapped model. Answers cut by ``max_new_tokens`` are listed in
-    ``outputs.truncated``; ``batch_size=None`` is generate()'s default for the model; ``on_truncated`` says what else happens: ``"warn"`` (a warning naming them), ``"raise"``
-    (a :class:`ConstrainedGenerationError`) or ``"ignore"``.
+    ``outputs.truncated``; ``on_truncated`` says what else happens: ``"warn"`` (a warning naming them), ``"raise"``
+    (a :class:`ConstrainedGenerationError`) or ``"ignore"``. ``batch_size=None``: generate()'s default for the model
+    (:func:`helpers.evaluate.default_batch_size`).
     """
     if max_new_tokens < 1 or (batch_size is not None and batch_size < 1):
         raise ConstrainedGenerationError(f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must be >= 1")
